@@ -1,0 +1,231 @@
+"""Checks and conversions at the public boundary, shared by methods and metrics.
+
+Every user-facing function validates its arguments here before any work, so
+that bad input gives a ``ValueError``/``TypeError`` that names the argument.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .perturbations import default_tv_dims
+
+TensorOrTuple = Union[Tensor, tuple[Tensor, ...]]
+BoundValue = Union[float, int, Tensor, None]
+Bounds = Union[None, tuple[BoundValue, BoundValue], Sequence[Union[None, tuple[BoundValue, BoundValue]]]]
+TvDims = Union[None, Sequence[int], Sequence[Sequence[int]]]
+
+
+def as_tuple(inputs: TensorOrTuple, name: str = "inputs") -> tuple[Tensor, ...]:
+    """Captum's input convention: one tensor or a tuple of tensors."""
+    if isinstance(inputs, Tensor):
+        return (inputs,)
+    if isinstance(inputs, (tuple, list)) and len(inputs) > 0 and all(
+        isinstance(t, Tensor) for t in inputs
+    ):
+        return tuple(inputs)
+    raise TypeError(f"{name} must be a tensor or a non-empty tuple of tensors")
+
+
+def check_inputs(inputs: tuple[Tensor, ...], name: str = "inputs") -> int:
+    """Floating, finite, batched alike; returns the batch size."""
+    n = None
+    for k, t in enumerate(inputs):
+        label = name if len(inputs) == 1 else f"{name}[{k}]"
+        if not t.is_floating_point():
+            raise TypeError(f"{label} must be a floating-point tensor, got {t.dtype}")
+        if t.dim() < 2:
+            raise ValueError(
+                f"{label} must be a batch N x ... with at least 2 dimensions, got shape "
+                f"{tuple(t.shape)}"
+            )
+        if t.shape[0] == 0:
+            raise ValueError(f"{label} has an empty batch")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{label} contains NaN or Inf")
+        if n is None:
+            n = t.shape[0]
+        elif t.shape[0] != n:
+            raise ValueError(
+                f"all {name} must have the same batch size, got {n} and {t.shape[0]}"
+            )
+    assert n is not None
+    return n
+
+
+def check_like(
+    reference: tuple[Tensor, ...], other: tuple[Tensor, ...], name: str, ref_name: str = "inputs"
+) -> None:
+    """``other`` has the same number of tensors and shapes as ``reference``."""
+    if len(other) != len(reference):
+        raise ValueError(
+            f"{name} has {len(other)} tensor(s) but {ref_name} has {len(reference)}"
+        )
+    for k, (r, o) in enumerate(zip(reference, other)):
+        if o.shape != r.shape:
+            raise ValueError(
+                f"{name}[{k}] has shape {tuple(o.shape)}, expected {tuple(r.shape)} "
+                f"(the shape of {ref_name}[{k}])"
+            )
+
+
+def format_additional_args(args: Any) -> tuple[Any, ...]:
+    """Captum's convention: ``None``, one value, or a tuple of values."""
+    if args is None:
+        return ()
+    if isinstance(args, tuple):
+        return args
+    return (args,)
+
+
+def select_examples(args: tuple[Any, ...], index: Tensor, batch_size: int) -> tuple[Any, ...]:
+    """Rows ``index`` of every tensor argument whose first dimension is the batch."""
+    return tuple(
+        a[index] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == batch_size else a
+        for a in args
+    )
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    strict: bool = False,
+    integer: bool = False,
+) -> None:
+    """A finite real (or int) number, at least (or above) ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if integer and not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None:
+        if strict and not value > minimum:
+            raise ValueError(f"{name} must be > {minimum}, got {value}")
+        if not strict and not value >= minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_optional_int(value: Any, name: str, minimum: int = 1) -> None:
+    if value is not None:
+        check_number(value, name, minimum=minimum, integer=True)
+
+
+def warn_if_training(forward_func: Callable[..., Any]) -> None:
+    """Warn (never change it) when the model is in training mode."""
+    module = forward_func if isinstance(forward_func, torch.nn.Module) else getattr(
+        forward_func, "__self__", None
+    )
+    if isinstance(module, torch.nn.Module) and module.training:
+        warnings.warn(
+            "the model is in training mode: dropout and batch norm make the explanation "
+            "random and let examples of a batch influence each other; call model.eval() "
+            "first",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def resolve_tv_dims(tv_dims: TvDims, inputs: tuple[Tensor, ...]) -> tuple[tuple[int, ...], ...]:
+    """One tuple of spatial dims per input tensor (default: all dims after N, C)."""
+    if tv_dims is None:
+        return tuple(default_tv_dims(t.dim()) for t in inputs)
+    items = list(tv_dims)
+    if all(isinstance(d, int) and not isinstance(d, bool) for d in items):
+        per_input: list[Sequence[int]] = [items] * len(inputs)  # type: ignore[list-item]
+    elif all(isinstance(d, (tuple, list)) for d in items):
+        if len(items) != len(inputs):
+            raise ValueError(
+                f"tv_dims has {len(items)} entries but there are {len(inputs)} input tensors"
+            )
+        per_input = items  # type: ignore[assignment]
+    else:
+        raise TypeError("tv_dims must be None, a sequence of ints, or one such sequence per input")
+    out = []
+    for k, (dims, t) in enumerate(zip(per_input, inputs)):
+        resolved = []
+        for d in dims:
+            if not isinstance(d, int) or isinstance(d, bool):
+                raise TypeError(f"tv_dims entries must be ints, got {type(d).__name__}")
+            if not -t.dim() <= d < t.dim() or d % t.dim() == 0:
+                raise ValueError(
+                    f"tv_dims entry {d} is not a non-batch dimension of input {k} "
+                    f"(shape {tuple(t.shape)})"
+                )
+            resolved.append(d % t.dim())
+        out.append(tuple(sorted(set(resolved))))
+    return tuple(out)
+
+
+def _bound_tensor(value: BoundValue, like: Tensor, name: str) -> Tensor | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+        raise TypeError(f"{name} must be a float, a tensor or None, got {type(value).__name__}")
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite")
+    try:
+        return t.expand_as(like)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} does not broadcast to the input shape "
+            f"{tuple(like.shape)}"
+        ) from None
+
+
+def _is_pair(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        v is None or isinstance(v, (int, float, Tensor)) and not isinstance(v, bool)
+        for v in value
+    )
+
+
+def resolve_bounds(bounds: Bounds, inputs: tuple[Tensor, ...]) -> tuple[tuple[Tensor, Tensor], ...]:
+    """Lower and upper bound tensors, expanded to each input's shape.
+
+    ``bounds`` is ``None`` (each example's own min and max, per input tensor),
+    one pair ``(low, high)`` of floats or broadcastable tensors for every
+    input, or a sequence with one such pair (or ``None``) per input tensor.
+    A ``None`` inside a pair means the example's own min (or max).
+    """
+    if bounds is None:
+        pairs: list[Any] = [None] * len(inputs)
+    elif _is_pair(bounds) and not (
+        len(inputs) == 2 and all(p is None or _is_pair(p) for p in bounds)  # type: ignore[union-attr]
+    ):
+        pairs = [bounds] * len(inputs)
+    elif isinstance(bounds, (tuple, list)) and all(p is None or _is_pair(p) for p in bounds):
+        if len(bounds) != len(inputs):
+            raise ValueError(
+                f"bounds has {len(bounds)} pairs but there are {len(inputs)} input tensors"
+            )
+        pairs = list(bounds)
+    else:
+        raise TypeError(
+            "bounds must be None, a pair (low, high), or one pair per input tensor"
+        )
+    out = []
+    for k, (pair, t) in enumerate(zip(pairs, inputs)):
+        label = "bounds" if len(inputs) == 1 else f"bounds[{k}]"
+        low_v, high_v = (None, None) if pair is None else pair
+        low = _bound_tensor(low_v, t, f"{label} lower")
+        high = _bound_tensor(high_v, t, f"{label} upper")
+        flat = t.detach().flatten(1)
+        if low is None:
+            low = flat.min(1).values.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+        if high is None:
+            high = flat.max(1).values.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+        if bool((low > high).any()):
+            raise ValueError(f"{label}: lower bound exceeds upper bound")
+        if bool(((t < low) | (t > high)).any()):
+            raise ValueError(f"inputs lie outside {label}; widen the bounds or clip the inputs")
+        out.append((low, high))
+    return tuple(out)

@@ -1,0 +1,70 @@
+"""Classification terms that the optimisers minimise, and the shared projection."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor
+
+from ._forward import ScoredModel
+
+Objective = Literal["log_odds", "score"]
+OBJECTIVES: tuple[str, ...] = ("log_odds", "score")
+Mode = Literal["destroy", "preserve"]
+MODES: tuple[str, ...] = ("destroy", "preserve")
+
+
+def classification_term(
+    model: ScoredModel,
+    output: Tensor,
+    rows: Tensor,
+    *,
+    mode: Mode,
+    objective: Objective,
+    reference: Optional[Tensor],
+) -> Tensor:
+    r"""Per-example classification term ``(len(rows),)``.
+
+    ``destroy``: :math:`M(J)_i` (``objective="score"``) or
+    :math:`-\log(1 - M(J)_i) = \mathrm{softplus}(\ell_i(J))`
+    (``"log_odds"``; the raw value for ``score="identity"``).
+    ``preserve``: :math:`|M(J)_i - M(I)_i|` or :math:`|\ell_i(J) - \ell_i(I)|`,
+    with ``reference`` the value of the same quantity at ``I`` (rows ``rows``).
+    """
+    if objective == "score":
+        value = model.score_of(output, rows)
+    else:
+        value = model.log_odds_of(output, rows)
+        if mode == "destroy" and model.score != "identity":
+            value = torch.nn.functional.softplus(value)
+    if mode == "preserve":
+        assert reference is not None
+        value = (value - reference).abs()
+    return value
+
+
+def reference_value(model: ScoredModel, output: Tensor, objective: Objective) -> Tensor:
+    """The quantity that ``preserve`` keeps, at the original input: ``(N,)``."""
+    rows = torch.arange(output.shape[0], device=output.device)
+    if objective == "score":
+        return model.score_of(output, rows)
+    return model.log_odds_of(output, rows)
+
+
+def project_into(
+    params: tuple[Tensor, ...],
+    rows: Tensor,
+    bounds: tuple[tuple[Tensor, Tensor], ...],
+    originals: tuple[Tensor, ...],
+    frozen: Optional[tuple[Tensor, ...]] = None,
+) -> None:
+    """Clip ``params`` into ``bounds``; where ``frozen`` is true, reset to the original.
+
+    Works in place on the rows ``rows`` of the full batch.
+    """
+    for k, p in enumerate(params):
+        low, high = bounds[k]
+        p.copy_(torch.minimum(torch.maximum(p, low[rows]), high[rows]))
+        if frozen is not None:
+            p.copy_(torch.where(frozen[k][rows], originals[k][rows], p))

@@ -1,0 +1,70 @@
+"""Phase 2 (eqs. 15-16): minimise the classification term with changes restricted to a mask.
+
+Shared by :class:`~captum_regadv.RegularizedAdversarial` and by the public
+mask rule :func:`~captum_regadv.perturb_within_mask` that scores other
+attribution methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ._forward import ScoredModel
+from ._objectives import Mode, Objective, classification_term, project_into
+from ._optimization import OptimizationResult, OptimizerClass, minimize_per_example
+
+
+def attack_within_mask(
+    model: ScoredModel,
+    inputs: tuple[Tensor, ...],
+    masks: tuple[Tensor, ...],
+    bounds: tuple[tuple[Tensor, Tensor], ...],
+    *,
+    mode: Mode,
+    objective: Objective,
+    reference: Optional[Tensor],
+    start: Optional[tuple[Tensor, ...]],
+    optimizer: OptimizerClass,
+    lr: float,
+    steps: int,
+    patience: Optional[int],
+    rel_tol: float,
+    batch_size: Optional[int],
+    progress: Optional[Any],
+) -> OptimizationResult:
+    """Optimise ``J`` where it may change and keep it exactly ``I`` elsewhere.
+
+    ``masks`` are boolean, shaped like ``inputs``. In ``destroy`` mode ``J``
+    may change inside the mask (it starts at ``I``); in ``preserve`` mode the
+    mask is the kept region, ``J`` may change outside it, and it starts at
+    ``start`` (phase 1's result) with the kept region reset to ``I``.
+    """
+    frozen = tuple(~m for m in masks) if mode == "destroy" else masks
+    init = inputs if start is None else start
+    init = tuple(torch.where(f, i, s) for f, i, s in zip(frozen, inputs, init))
+
+    def loss_fn(params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
+        out = model.output(params, rows)
+        ref = None if reference is None else reference[rows]
+        return classification_term(
+            model, out, rows, mode=mode, objective=objective, reference=ref
+        )
+
+    def project(params: tuple[Tensor, ...], rows: Tensor) -> None:
+        project_into(params, rows, bounds, inputs, frozen)
+
+    return minimize_per_example(
+        init,
+        loss_fn,
+        project,
+        optimizer=optimizer,
+        lr=lr,
+        steps=steps,
+        patience=patience,
+        rel_tol=rel_tol,
+        batch_size=batch_size,
+        progress=progress,
+    )

@@ -1,0 +1,388 @@
+r"""Regularized adversarial examples (Shoshan & Ratner), a Captum attribution.
+
+The explanation of class :math:`i` for input :math:`I` is the support of a
+sparse, smooth adversarial perturbation :math:`J` that destroys the class
+evidence (SDR, the paper's section 4), or, in ``mode="preserve"``, the
+smallest region that must be kept unchanged while everything else is
+perturbed without changing the score (SSR, APE_S).
+
+**Phase 1** (eq. 13), from :math:`J = I`, model frozen:
+
+.. math::
+
+    \min_J\; c(J) + \alpha\,\frac{1}{N}\sum_x S(x)
+            + \beta\,\frac{1}{N}\,TV(S),
+    \qquad S = \tanh\!\Big(\frac{\gamma}{2}\big(|I - J| - \varepsilon\big)\Big)
+
+with :math:`J` clipped into ``bounds`` after every step, then the mask
+(eq. 14) :math:`\mathrm{sal} = [S \ge 0]`. **Phase 2** (eqs. 15-16) restarts
+from :math:`J = I` and minimises :math:`c(J)` alone, changing only elements
+inside the mask (elsewhere :math:`J = I` exactly).
+
+Shapes: every input tensor is a batch ``N x ...`` (``N x C x H x W`` images,
+``N x C x L`` sequences, ``N x C x D x H x W`` volumes, ``N x F`` tabular);
+the mask and ``J`` have the same shapes, dtypes and devices.
+
+Reference: Y. Shoshan, V. Ratner, *Regularized adversarial examples for
+model interpretability*, arXiv:1811.07311.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+import torch
+from captum.attr import PerturbationAttribution
+from captum.log import log_usage
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._boundary import (
+    Bounds,
+    TensorOrTuple,
+    TvDims,
+    as_tuple,
+    check_inputs,
+    check_number,
+    check_optional_int,
+    format_additional_args,
+    resolve_bounds,
+    resolve_tv_dims,
+    warn_if_training,
+)
+from ._forward import ScoredModel
+from ._objectives import (
+    MODES,
+    OBJECTIVES,
+    Mode,
+    Objective,
+    classification_term,
+    project_into,
+    reference_value,
+)
+from ._optimization import OptimizerClass, minimize_per_example
+from ._restricted import attack_within_mask
+from .perturbations import soft_support, total_variation
+from .scores import Score, TargetType, check_score
+
+__all__ = ["RegularizedAdversarial"]
+
+
+def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {choices}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_optimizer(optimizer: object) -> None:
+    if not callable(optimizer):
+        raise TypeError("optimizer must be a torch.optim.Optimizer class (or a factory)")
+
+
+class RegularizedAdversarial(PerturbationAttribution):
+    r"""Explain a decision by a regularized adversarial example.
+
+    A drop-in Captum attribution: construct it from the model (or any
+    forward function returning ``N x C`` scores or logits) and call
+    :meth:`attribute` as with ``IntegratedGradients`` or ``Occlusion``.
+
+    Args:
+        forward_func: the model, or a function of the inputs (and
+            ``additional_forward_args``) returning ``N x C`` outputs. It is
+            never modified: no ``eval()``, no ``requires_grad_``, no
+            gradients written to its parameters.
+
+    Example:
+        >>> import torch
+        >>> torch.manual_seed(0)
+        <torch._C.Generator object at ...>
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+        >>> x = torch.rand(2, 1, 4, 4)
+        >>> mask = RegularizedAdversarial(model).attribute(x, target=0, steps=20)
+        >>> mask.shape, mask.dtype
+        (torch.Size([2, 1, 4, 4]), torch.float32)
+    """
+
+    def __init__(self, forward_func: Callable[..., Any]) -> None:
+        if not callable(forward_func):
+            raise TypeError("forward_func must be callable (a model or a function)")
+        PerturbationAttribution.__init__(self, forward_func)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(forward_func={self.forward_func!r})"
+
+    @log_usage()
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: TensorOrTuple,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        *,
+        sparsity_weight: float = 6.0,
+        tv_weight: float = 120.0,
+        gamma: float = 30.0,
+        epsilon: float = 0.01,
+        steps: int = 200,
+        phase2_steps: int = 100,
+        lr: float = 0.002,
+        phase2_lr: Optional[float] = None,
+        optimizer: OptimizerClass = torch.optim.Adam,
+        bounds: Bounds = None,
+        score: Score = "softmax",
+        objective: Objective = "log_odds",
+        tv_dims: TvDims = None,
+        mode: Mode = "destroy",
+        patience: Optional[int] = None,
+        rel_tol: float = 1e-3,
+        internal_batch_size: Optional[int] = None,
+        show_progress: bool = False,
+        return_perturbed: bool = False,
+    ) -> Union[TensorOrTuple, tuple[TensorOrTuple, TensorOrTuple]]:
+        r"""Return the explanation mask (and optionally the perturbed input).
+
+        Args:
+            inputs: a tensor ``N x ...`` or a tuple of such tensors, all with
+                the same ``N``; floating point, finite, inside ``bounds``.
+            target: Captum's target: an int, a tuple (multi-dimensional
+                outputs), a tensor, or a list with one entry per example;
+                ``None`` only for single-output models.
+            additional_forward_args: extra arguments passed after the inputs;
+                tensors whose first dimension is ``N`` are split with the batch.
+            sparsity_weight: :math:`\alpha \ge 0`, weight of the mean soft
+                support :math:`\frac1N\sum S`. Default 6.
+            tv_weight: :math:`\beta \ge 0`, weight of :math:`\frac1N TV(S)`.
+                Default 120.
+            gamma: steepness of the soft support (eq. 11), > 0. Default 30.
+            epsilon: change below which an element counts as unchanged, >= 0.
+                Default 0.01.
+            steps: phase-1 updates, >= 1. Default 200.
+            phase2_steps: phase-2 updates, >= 0 (0 skips phase 2 and returns
+                ``J = I``). Default 100.
+            lr: phase-1 step size. Default 0.002 = ``epsilon / 5``: Adam moves
+                every element by about ``lr`` on its first steps whatever the
+                gradient, so ``lr`` must be well below ``epsilon`` or every
+                element leaves the ``S < 0`` region at once.
+            phase2_lr: phase-2 step size; ``None`` (default) uses ``10 * lr``:
+                phase 2 has no sparsity term to protect, and the changes inside
+                the mask may need to be large.
+            optimizer: a ``torch.optim.Optimizer`` class (or factory called as
+                ``optimizer(params, lr=...)``). Default ``torch.optim.Adam``.
+            bounds: valid value range of ``J``: ``None`` (each example's own
+                min and max, per input tensor), a pair ``(low, high)`` of
+                floats or tensors broadcastable to the inputs, or one pair per
+                input tensor.
+            score: how the forward output becomes :math:`M(J)_i`:
+                ``"softmax"`` (default), ``"sigmoid"`` or ``"identity"``.
+            objective: the classification term that is optimised.
+                ``"log_odds"`` (default) minimises :math:`-\log(1 - M(J)_i)`
+                (destroy) or :math:`|\ell_i(J) - \ell_i(I)|` (preserve), whose
+                gradient does not vanish on confidently classified inputs;
+                ``"score"`` minimises :math:`M(J)_i` (or
+                :math:`|M(J)_i - M(I)_i|`) as eq. 13 writes it. The metrics
+                always use the probability.
+            tv_dims: dimensions of the total variation: default the spatial
+                ones (none for ``N x F``); a sequence of ints, or one per input.
+            mode: ``"destroy"`` (default; SDR, APE_D, the paper) or
+                ``"preserve"`` (SSR, APE_S): the mask is then the region kept
+                unchanged, and the classification term keeps the score.
+            patience: per-example early stopping: an example stops (and leaves
+                the batch) when its loss has not improved by ``rel_tol`` for
+                ``patience`` steps. ``None`` (default) runs all steps.
+            rel_tol: relative improvement that counts for ``patience``.
+            internal_batch_size: optimise at most this many examples at once
+                (bounds memory; the result does not depend on it).
+            show_progress: show a tqdm progress bar per phase.
+            return_perturbed: also return ``J`` from phase 2.
+
+        Returns:
+            The mask (eq. 14): float 0/1 tensors shaped, typed and placed like
+            ``inputs`` (a tuple for tuple inputs). With ``return_perturbed``,
+            the pair ``(mask, perturbed)``; ``perturbed`` equals the input
+            exactly outside the mask (inside it in preserve mode) and lies
+            within ``bounds``.
+
+        Normalisation: both regularisers are means over the ``N`` elements of
+        one example (all input tensors together), as in APE_D (eq. 5), so
+        ``sparsity_weight`` and ``tv_weight`` are comparable with the
+        classification term whatever the resolution.
+        """
+        inputs_tuple = as_tuple(inputs)
+        is_tuple = not isinstance(inputs, Tensor)
+        check_inputs(inputs_tuple)
+        check_number(sparsity_weight, "sparsity_weight", minimum=0.0)
+        check_number(tv_weight, "tv_weight", minimum=0.0)
+        check_number(gamma, "gamma", minimum=0.0, strict=True)
+        check_number(epsilon, "epsilon", minimum=0.0)
+        check_number(steps, "steps", minimum=1, integer=True)
+        check_number(phase2_steps, "phase2_steps", minimum=0, integer=True)
+        check_number(lr, "lr", minimum=0.0, strict=True)
+        if phase2_lr is not None:
+            check_number(phase2_lr, "phase2_lr", minimum=0.0, strict=True)
+        check_number(rel_tol, "rel_tol", minimum=0.0)
+        check_optional_int(patience, "patience")
+        check_optional_int(internal_batch_size, "internal_batch_size")
+        _check_optimizer(optimizer)
+        check_score(score)
+        _check_choice(objective, "objective", OBJECTIVES)
+        _check_choice(mode, "mode", MODES)
+        dims = resolve_tv_dims(tv_dims, inputs_tuple)
+        value_bounds = resolve_bounds(bounds, inputs_tuple)
+        warn_if_training(self.forward_func)
+
+        originals = tuple(t.detach() for t in inputs_tuple)
+        with torch.enable_grad():
+            model, output = ScoredModel.build(
+                self.forward_func,
+                originals,
+                format_additional_args(additional_forward_args),
+                target,
+                score,
+            )
+            masks, perturbed = self._explain(
+                model,
+                originals,
+                output,
+                value_bounds,
+                dims,
+                sparsity_weight=float(sparsity_weight),
+                tv_weight=float(tv_weight),
+                gamma=float(gamma),
+                epsilon=float(epsilon),
+                steps=steps,
+                phase2_steps=phase2_steps,
+                lr=float(lr),
+                phase2_lr=float(10 * lr if phase2_lr is None else phase2_lr),
+                optimizer=optimizer,
+                objective=objective,
+                mode=mode,
+                patience=patience,
+                rel_tol=float(rel_tol),
+                internal_batch_size=internal_batch_size,
+                show_progress=show_progress,
+            )
+        mask_out: TensorOrTuple = masks if is_tuple else masks[0]
+        if not return_perturbed:
+            return mask_out
+        perturbed_out: TensorOrTuple = perturbed if is_tuple else perturbed[0]
+        return mask_out, perturbed_out
+
+    def _explain(
+        self,
+        model: ScoredModel,
+        originals: tuple[Tensor, ...],
+        output: Tensor,
+        bounds: tuple[tuple[Tensor, Tensor], ...],
+        dims: tuple[tuple[int, ...], ...],
+        *,
+        sparsity_weight: float,
+        tv_weight: float,
+        gamma: float,
+        epsilon: float,
+        steps: int,
+        phase2_steps: int,
+        lr: float,
+        phase2_lr: float,
+        optimizer: OptimizerClass,
+        objective: Objective,
+        mode: Mode,
+        patience: Optional[int],
+        rel_tol: float,
+        internal_batch_size: Optional[int],
+        show_progress: bool,
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        n = originals[0].shape[0]
+        n_elements = sum(t[0].numel() for t in originals)
+        reference = reference_value(model, output, objective) if mode == "preserve" else None
+        sign = 1.0 if mode == "destroy" else -1.0
+        chunks = 1 if internal_batch_size is None else -(-n // internal_batch_size)
+
+        def phase1_loss(params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
+            out = model.output(params, rows)
+            ref = None if reference is None else reference[rows]
+            loss = classification_term(
+                model, out, rows, mode=mode, objective=objective, reference=ref
+            )
+            for k, j in enumerate(params):
+                s = soft_support(originals[k][rows], j, gamma=gamma, epsilon=epsilon)
+                if sparsity_weight:
+                    loss = loss + (sign * sparsity_weight / n_elements) * s.flatten(1).sum(1)
+                if tv_weight and dims[k]:
+                    loss = loss + (tv_weight / n_elements) * total_variation(s, dims[k])
+            return loss
+
+        def project(params: tuple[Tensor, ...], rows: Tensor) -> None:
+            project_into(params, rows, bounds, originals)
+
+        start = originals
+        if mode == "preserve":
+            # |I - J| has no gradient at J = I, and neither has |l(J) - l(I)|: start
+            # half an epsilon away, towards the middle of the valid range.
+            start = tuple(
+                torch.minimum(
+                    torch.maximum(
+                        t + torch.where(t <= (lo + hi) / 2, 0.5, -0.5) * max(epsilon, 1e-6),
+                        lo,
+                    ),
+                    hi,
+                )
+                for t, (lo, hi) in zip(originals, bounds)
+            )
+        with tqdm(
+            total=steps * chunks, desc="phase 1", disable=not show_progress
+        ) as bar:
+            phase1 = minimize_per_example(
+                start,
+                phase1_loss,
+                project,
+                optimizer=optimizer,
+                lr=lr,
+                steps=steps,
+                patience=patience,
+                rel_tol=rel_tol,
+                batch_size=internal_batch_size,
+                progress=bar,
+            )
+        supports = tuple(
+            soft_support(o, j, gamma=gamma, epsilon=epsilon)
+            for o, j in zip(originals, phase1.best)
+        )
+        masks = tuple((s >= 0) if mode == "destroy" else (s < 0) for s in supports)
+        if phase2_steps == 0:
+            perturbed = originals if mode == "destroy" else tuple(
+                torch.where(m, o, j) for m, o, j in zip(masks, originals, phase1.best)
+            )
+        else:
+            with tqdm(
+                total=phase2_steps * chunks, desc="phase 2", disable=not show_progress
+            ) as bar:
+                phase2 = attack_within_mask(
+                    model,
+                    originals,
+                    masks,
+                    bounds,
+                    mode=mode,
+                    objective=objective,
+                    reference=reference,
+                    start=phase1.best if mode == "preserve" else None,
+                    optimizer=optimizer,
+                    lr=phase2_lr,
+                    steps=phase2_steps,
+                    patience=patience,
+                    rel_tol=rel_tol,
+                    batch_size=internal_batch_size,
+                    progress=bar,
+                )
+            perturbed = phase2.best
+        self.last_steps = phase1.steps_run  # for benchmarks of early stopping
+        return (
+            tuple(m.to(o.dtype) for m, o in zip(masks, originals)),
+            tuple(p.detach().clone() for p in perturbed),
+        )
+
+    def has_convergence_delta(self) -> bool:
+        return False

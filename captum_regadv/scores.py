@@ -1,0 +1,195 @@
+r"""How a forward output and a Captum target become the model score ``M(J)_i``.
+
+Captum forward functions usually return logits of shape ``N x C`` (or
+``N x C x ...`` for several outputs per example, addressed with tuple
+targets). The paper's ``M(J)_i`` is the softmax probability of class ``i``;
+the transform is an explicit choice here:
+
+* ``"softmax"`` (default): :math:`M_i = \mathrm{softmax}(z)_i` over dim 1;
+* ``"sigmoid"``: :math:`M_i = \sigma(z_i)` (multi-label or one-logit models);
+* ``"identity"``: :math:`M_i = z_i` (the forward function already returns
+  the score).
+
+For optimisation the same score can be read as log-odds, which does not
+saturate on confidently classified inputs:
+:math:`\ell_i = z_i - \log\sum_{j \ne i} e^{z_j}` for softmax (so that
+:math:`M_i = \sigma(\ell_i)`), :math:`\ell_i = z_i` for sigmoid, and the raw
+value for identity.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence, Union
+
+import torch
+from torch import Tensor
+
+__all__ = ["Score", "TargetType", "resolve_target", "class_score", "class_log_odds"]
+
+Score = Literal["softmax", "sigmoid", "identity"]
+SCORES: tuple[str, ...] = ("softmax", "sigmoid", "identity")
+
+TargetType = Union[None, int, tuple[int, ...], Tensor, Sequence[Union[int, tuple[int, ...]]]]
+
+
+def check_score(score: object, name: str = "score") -> Score:
+    """Return ``score`` if it is a known transform, else raise naming ``name``."""
+    if not isinstance(score, str):
+        raise TypeError(f"{name} must be one of {SCORES}, got {type(score).__name__}")
+    if score not in SCORES:
+        raise ValueError(f"{name} must be one of {SCORES}, got {score!r}")
+    return score  # type: ignore[return-value]
+
+
+def _as_index_row(item: object, width: int) -> list[int]:
+    if isinstance(item, Tensor):
+        if item.is_floating_point() or item.is_complex():
+            raise TypeError("target tensors must hold integers")
+        item = item.tolist()
+    if isinstance(item, bool):
+        raise TypeError("target must be an int, a tuple of ints, a tensor or a list")
+    if isinstance(item, int):
+        row = [item]
+    elif isinstance(item, (tuple, list)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in item
+    ):
+        row = list(item)
+    else:
+        raise TypeError(
+            f"target entries must be ints or tuples of ints, got {type(item).__name__}"
+        )
+    if len(row) != width:
+        raise ValueError(
+            f"target {tuple(row)} has {len(row)} indices but the forward output has "
+            f"{width} non-batch dimension(s)"
+        )
+    return row
+
+
+def resolve_target(target: TargetType, output: Tensor) -> Tensor:
+    """Turn any Captum target form into a ``N x K`` index tensor for ``output``.
+
+    ``output`` is the forward output, ``N x C`` or ``N x C x ...``; ``K`` is
+    its number of non-batch dimensions. Accepted forms: ``None`` (only when
+    the output has a single class), an int, a tuple of ints (the same target
+    for every example), a scalar tensor, a tensor of ``N`` ints (or ``N x K``),
+    and a list of ``N`` ints or tuples.
+
+    Raises:
+        ValueError: the output has no class dimension, the target's length or
+            width does not fit, or an index is out of range.
+        TypeError: the target is of an unsupported type.
+
+    Example:
+        >>> resolve_target([1, 0], torch.zeros(2, 3)).tolist()
+        [[1], [0]]
+    """
+    if output.dim() < 2:
+        raise ValueError(
+            "the forward output must have a class dimension (N x C), got shape "
+            f"{tuple(output.shape)}"
+        )
+    n = output.shape[0]
+    width = output.dim() - 1
+    if target is None:
+        if output[0].numel() != 1:
+            raise ValueError(
+                "target is required when the forward output has more than one "
+                f"class (output shape {tuple(output.shape)})"
+            )
+        rows = [[0] * width for _ in range(n)]
+    elif isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"target tensor must hold integers, got {target.dtype}")
+        if target.dim() == 0:
+            rows = [_as_index_row(int(target.item()), width)] * n
+        elif target.dim() == 1 and width == 1:
+            if target.numel() not in (1, n):
+                raise ValueError(
+                    f"target has {target.numel()} entries, expected 1 or {n} (the batch size)"
+                )
+            rows = [[int(v)] for v in target.expand(n).tolist()]
+        elif target.dim() == 1 and target.numel() == width:
+            rows = [_as_index_row(target.tolist(), width)] * n
+        elif target.dim() == 2 and target.shape == (n, width):
+            rows = [list(r) for r in target.tolist()]
+        else:
+            raise ValueError(
+                f"target tensor of shape {tuple(target.shape)} does not fit a batch of "
+                f"{n} with {width} output dimension(s)"
+            )
+    elif isinstance(target, tuple):
+        rows = [_as_index_row(target, width)] * n
+    elif isinstance(target, list):
+        if len(target) != n:
+            raise ValueError(
+                f"target list has {len(target)} entries, expected {n} (the batch size)"
+            )
+        rows = [_as_index_row(t, width) for t in target]
+    else:
+        rows = [_as_index_row(target, width)] * n
+    index = torch.tensor(rows, dtype=torch.long, device=output.device).view(n, width)
+    for k in range(width):
+        size = output.shape[k + 1]
+        col = index[:, k]
+        if bool(((col < 0) | (col >= size)).any()):
+            bad = int(col[(col < 0) | (col >= size)][0])
+            raise ValueError(
+                f"target index {bad} is out of range for output dimension {k + 1} of size {size}"
+            )
+    return index
+
+
+def _select(values: Tensor, index: Tensor) -> Tensor:
+    rows = torch.arange(values.shape[0], device=values.device)
+    return values[(rows,) + tuple(index[:, k] for k in range(index.shape[1]))]
+
+
+def _target_mask(output: Tensor, index: Tensor) -> Tensor:
+    mask = torch.zeros_like(output, dtype=torch.bool)
+    rows = torch.arange(output.shape[0], device=output.device)
+    mask[(rows,) + tuple(index[:, k] for k in range(index.shape[1]))] = True
+    return mask
+
+
+def class_score(output: Tensor, index: Tensor, score: Score) -> Tensor:
+    r"""``M(J)_i`` for every example: shape ``(N,)``.
+
+    Example:
+        >>> z = torch.tensor([[0.0, 0.0]])
+        >>> class_score(z, torch.tensor([[1]]), "softmax")
+        tensor([0.5000])
+    """
+    if score == "softmax":
+        if output.shape[1] < 2:
+            raise ValueError(
+                "score='softmax' needs at least 2 classes; use 'sigmoid' or 'identity' "
+                "for a model with one output"
+            )
+        return _select(torch.softmax(output, dim=1), index)
+    if score == "sigmoid":
+        return torch.sigmoid(_select(output, index))
+    return _select(output, index)
+
+
+def class_log_odds(output: Tensor, index: Tensor, score: Score) -> Tensor:
+    r"""Log-odds :math:`\ell_i` of the score (raw value for ``"identity"``): ``(N,)``.
+
+    For softmax, :math:`\ell_i = z_i - \log\sum_{j\ne i} e^{z_j}`, computed
+    without forming :math:`1 - p` so that it stays exact when :math:`p \to 1`.
+
+    Example:
+        >>> z = torch.tensor([[0.0, 3.0]])
+        >>> class_log_odds(z, torch.tensor([[1]]), "softmax")
+        tensor([3.])
+    """
+    if score == "softmax":
+        if output.shape[1] < 2:
+            raise ValueError(
+                "score='softmax' needs at least 2 classes; use 'sigmoid' or 'identity' "
+                "for a model with one output"
+            )
+        others = output.masked_fill(_target_mask(output, index), float("-inf"))
+        lse = torch.logsumexp(others, dim=1, keepdim=True).expand_as(output)
+        return _select(output - lse, index)
+    return _select(output, index)
