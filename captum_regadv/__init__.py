@@ -2,10 +2,31 @@
 
 A Captum extension: :class:`RegularizedAdversarial` is used through the
 ordinary ``attribute()`` call; :func:`ape_d`, :func:`ape_s` and
-:func:`cc_hit_rate` score any attribution method.
+:func:`cc_hit_rate` score any attribution method, and the mask rules of
+:mod:`captum_regadv.mask_rules` turn any saliency map into a mask and a
+perturbed input so that every method is scored on one footing.
 """
 
+from .mask_rules import (
+    ThresholdScan,
+    fill_with_reference,
+    perturb_within_mask,
+    saliency_to_mask,
+    scan_threshold,
+)
+from .metrics import APEComponents, ape_d, ape_s, cc_hit_rate
 from .regularized_adversarial import RegularizedAdversarial
 
-__all__ = ["RegularizedAdversarial"]
+__all__ = [
+    "RegularizedAdversarial",
+    "APEComponents",
+    "ape_d",
+    "ape_s",
+    "cc_hit_rate",
+    "ThresholdScan",
+    "saliency_to_mask",
+    "fill_with_reference",
+    "perturb_within_mask",
+    "scan_threshold",
+]
 __version__ = "0.1.0"

@@ -137,8 +137,8 @@ def gaussian_blur(values: Tensor, sigma: float, dims: Sequence[int] | None = Non
     Meaningful Perturbation.
 
     Example:
-        >>> x = torch.zeros(1, 1, 5, 5)
-        >>> x[0, 0, 2, 2] = 1.0
+        >>> x = torch.zeros(1, 1, 11, 11)
+        >>> x[0, 0, 5, 5] = 1.0
         >>> y = gaussian_blur(x, 1.0)
         >>> bool(torch.isclose(y.sum(), torch.tensor(1.0)))
         True

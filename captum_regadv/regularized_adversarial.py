@@ -32,11 +32,10 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Union
 
 import torch
-from captum.attr import PerturbationAttribution
-from captum.log import log_usage
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._captum import PerturbationAttribution, log_usage
 from ._boundary import (
     Bounds,
     TensorOrTuple,

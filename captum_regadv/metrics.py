@@ -1,0 +1,293 @@
+r"""APE metrics (the paper's section 3) and the ground-truth CC hit rate (section 5.2).
+
+Captum-metric style: plain functions of ``(forward_func, inputs, ...)`` that
+return one value per example, a tensor of shape ``(N,)``. Lower APE is
+better; a higher CC hit rate is better.
+
+With :math:`B(f) = [f \ne 0]` (exact), :math:`N` the number of elements of
+one example (all input tensors together) and :math:`TV` the anisotropic L1
+total variation over the spatial dimensions, summed over channels:
+
+.. math::
+
+    \mathrm{APE}_D &= a_{sp}\,\frac{L_0(I - J)}{N}
+        + a_{sm}\,\frac{TV(B(I - J))}{N} + a_{cl}\,M(J)_i \\
+    \mathrm{APE}_S &= a_{sp}\,\frac{L_0(1 - B(I - J))}{N}
+        + a_{sm}\,\frac{TV(1 - B(I - J))}{N} + a_{cl}\,|M(J)_i - M(I)_i|
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import Tensor
+
+from ._boundary import (
+    TensorOrTuple,
+    TvDims,
+    as_tuple,
+    check_inputs,
+    check_like,
+    check_number,
+    check_optional_int,
+    format_additional_args,
+    resolve_tv_dims,
+)
+from ._forward import ScoredModel, batched_output
+from .perturbations import binarize, total_variation
+from .scores import Score, TargetType, check_score
+
+__all__ = ["APEComponents", "ape_d", "ape_s", "cc_hit_rate"]
+
+
+class APEComponents(NamedTuple):
+    """The terms of APE, each a tensor of shape ``(N,)``, already weighted.
+
+    ``total = sparsity + smoothness + classification``.
+    """
+
+    sparsity: Tensor
+    smoothness: Tensor
+    classification: Tensor
+    total: Tensor
+
+
+def _check_weights(weights: Any) -> tuple[float, float, float]:
+    if not isinstance(weights, (tuple, list)) or len(weights) != 3:
+        raise TypeError("weights must be a tuple (a_sp, a_sm, a_cl) of three numbers")
+    for name, w in zip(("a_sp", "a_sm", "a_cl"), weights):
+        check_number(w, f"weights {name}", minimum=0.0)
+    return float(weights[0]), float(weights[1]), float(weights[2])
+
+
+def _ape(
+    preserve: bool,
+    forward_func: Callable[..., Any],
+    inputs: TensorOrTuple,
+    perturbed_inputs: TensorOrTuple,
+    target: TargetType,
+    additional_forward_args: Any,
+    weights: Any,
+    score: Score,
+    tv_dims: TvDims,
+    return_components: bool,
+    max_examples_per_batch: Optional[int],
+) -> Union[Tensor, APEComponents]:
+    originals = as_tuple(inputs)
+    perturbed = as_tuple(perturbed_inputs, "perturbed_inputs")
+    n = check_inputs(originals)
+    check_inputs(perturbed, "perturbed_inputs")
+    check_like(originals, perturbed, "perturbed_inputs")
+    a_sp, a_sm, a_cl = _check_weights(weights)
+    check_score(score)
+    check_optional_int(max_examples_per_batch, "max_examples_per_batch")
+    dims = resolve_tv_dims(tv_dims, originals)
+    args = format_additional_args(additional_forward_args)
+
+    n_elements = sum(t[0].numel() for t in originals)
+    dtype = originals[0].dtype
+    changed = tuple(binarize(o.detach() - p.detach()).to(dtype) for o, p in zip(originals, perturbed))
+    l0 = torch.stack([c.flatten(1).sum(1) for c in changed]).sum(0)
+    kept = n_elements - l0
+    tv = torch.stack([total_variation(c, d) for c, d in zip(changed, dims)]).sum(0)
+    sparsity = a_sp * (kept if preserve else l0) / n_elements
+    # TV(1 - B) == TV(B): the total variation is blind to complement
+    smoothness = a_sm * tv / n_elements
+
+    detached = tuple(p.detach() for p in perturbed)
+    model, out_j = ScoredModel.build(
+        forward_func, detached, args, target, score, max_examples_per_batch
+    )
+    rows = torch.arange(n, device=out_j.device)
+    classification = model.score_of(out_j, rows)
+    if preserve:
+        out_i = batched_output(
+            forward_func, tuple(o.detach() for o in originals), args, max_examples_per_batch
+        )
+        classification = (classification - model.score_of(out_i, rows)).abs()
+    classification = a_cl * classification.to(dtype)
+    total = sparsity + smoothness + classification
+    if return_components:
+        return APEComponents(sparsity, smoothness, classification, total)
+    return total
+
+
+def ape_d(
+    forward_func: Callable[..., Any],
+    inputs: TensorOrTuple,
+    perturbed_inputs: TensorOrTuple,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    *,
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    score: Score = "softmax",
+    tv_dims: TvDims = None,
+    return_components: bool = False,
+    max_examples_per_batch: Optional[int] = None,
+) -> Union[Tensor, APEComponents]:
+    r"""APE_D, the destroying-explanation metric (eqs. 5 and 10). Lower is better.
+
+    .. math::
+
+        \mathrm{APE}_D = a_{sp}\,\frac{L_0(I - J)}{N}
+            + a_{sm}\,\frac{TV(B(I - J))}{N} + a_{cl}\,M(J)_i
+
+    Args:
+        forward_func: the model or forward function (``N x C`` outputs).
+        inputs: the original inputs ``I``: a tensor ``N x ...`` or a tuple.
+        perturbed_inputs: ``J``, shaped like ``inputs``.
+        target: Captum target (int, tuple, tensor or list).
+        additional_forward_args: extra forward arguments, as in Captum.
+        weights: ``(a_sp, a_sm, a_cl)``, default ``(1, 1, 1)`` (Table 1).
+        score: ``"softmax"`` (default), ``"sigmoid"`` or ``"identity"``.
+        tv_dims: spatial dims of the TV; default all dims after ``N, C``
+            (none for ``N x F``).
+        return_components: return :class:`APEComponents` instead of the total.
+        max_examples_per_batch: evaluate the model on at most this many
+            examples at once.
+
+    Returns:
+        Tensor ``(N,)`` (or :class:`APEComponents` of such tensors).
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> x = torch.zeros(1, 1, 2, 2)
+        >>> j = x.clone(); j[0, 0, 0, 0] = 1.0
+        >>> c = ape_d(model, x, j, target=0, return_components=True)
+        >>> c.sparsity, c.smoothness
+        (tensor([0.2500]), tensor([0.5000]))
+    """
+    return _ape(
+        False, forward_func, inputs, perturbed_inputs, target, additional_forward_args,
+        weights, score, tv_dims, return_components, max_examples_per_batch,
+    )
+
+
+def ape_s(
+    forward_func: Callable[..., Any],
+    inputs: TensorOrTuple,
+    perturbed_inputs: TensorOrTuple,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    *,
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    score: Score = "softmax",
+    tv_dims: TvDims = None,
+    return_components: bool = False,
+    max_examples_per_batch: Optional[int] = None,
+) -> Union[Tensor, APEComponents]:
+    r"""APE_S, the preserving-explanation metric (eqs. 6-9). Lower is better.
+
+    .. math::
+
+        \mathrm{APE}_S = a_{sp}\,\frac{L_0(1 - B(I - J))}{N}
+            + a_{sm}\,\frac{TV(1 - B(I - J))}{N} + a_{cl}\,|M(J)_i - M(I)_i|
+
+    The arguments are those of :func:`ape_d`. The sparsity term counts the
+    elements left unchanged (the region kept to preserve the decision).
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> x = torch.zeros(1, 1, 2, 2)
+        >>> ape_s(model, x, x.clone(), target=1, return_components=True).sparsity
+        tensor([1.])
+    """
+    return _ape(
+        True, forward_func, inputs, perturbed_inputs, target, additional_forward_args,
+        weights, score, tv_dims, return_components, max_examples_per_batch,
+    )
+
+
+def cc_hit_rate(
+    masks: Tensor,
+    ground_truth: Tensor,
+    *,
+    connectivity: Optional[int] = None,
+    channel_dim: Optional[int] = 1,
+) -> Tensor:
+    r"""Percentage of the mask's connected components that touch the ground truth.
+
+    Section 5.2: for each example, the binary explanation mask (non-zero
+    elements) is split into connected components with
+    :func:`scipy.ndimage.label`; the score is
+    :math:`100 \cdot \#\{\text{components} \cap GT \ne \emptyset\} / \#\text{components}`.
+    Higher is better. **An empty mask scores 0**: it localises nothing.
+
+    Args:
+        masks: explanation masks ``N x C x *spatial`` (any non-zero value is
+            in the mask), e.g. the output of
+            :meth:`RegularizedAdversarial.attribute` or a thresholded map.
+        ground_truth: the objects, ``N x C x *spatial`` or ``N x 1 x *spatial``.
+        connectivity: neighbourhood of :func:`scipy.ndimage.generate_binary_structure`
+            over the spatial dims: 1 = faces only (4-connectivity in 2-D), up
+            to the number of spatial dims (default; 8-connectivity in 2-D,
+            26 in 3-D).
+        channel_dim: the channel dimension, merged with a logical OR before
+            labelling (default 1); ``None`` when there is none, e.g. ``N x H x W``.
+            For ``N x F`` (tabular) inputs every element is its own component.
+
+    Returns:
+        Tensor ``(N,)`` of percentages in ``[0, 100]``, on the masks' device,
+        float32 (or the masks' floating dtype).
+
+    Example:
+        >>> m = torch.zeros(1, 1, 5, 5); m[0, 0, 0, 0] = 1; m[0, 0, 3:, 3:] = 1
+        >>> gt = torch.zeros(1, 1, 5, 5, dtype=torch.bool); gt[0, 0, 4, 4] = True
+        >>> cc_hit_rate(m, gt)
+        tensor([50.])
+    """
+    if not isinstance(masks, Tensor) or not isinstance(ground_truth, Tensor):
+        raise TypeError("masks and ground_truth must be tensors")
+    if masks.dim() < 2:
+        raise ValueError(f"masks must be a batch N x ..., got shape {tuple(masks.shape)}")
+    if masks.is_floating_point() and not bool(torch.isfinite(masks).all()):
+        raise ValueError("masks contain NaN or Inf")
+    if ground_truth.shape[0] != masks.shape[0] or ground_truth.dim() != masks.dim():
+        raise ValueError(
+            f"ground_truth of shape {tuple(ground_truth.shape)} does not match masks of "
+            f"shape {tuple(masks.shape)}"
+        )
+    if channel_dim is not None:
+        if masks.dim() < 3:
+            channel_dim = None
+        elif not 0 < channel_dim < masks.dim():
+            raise ValueError(f"channel_dim {channel_dim} is not a non-batch dim of masks")
+    mask_np: np.ndarray = (masks.detach() != 0).cpu().numpy()
+    gt_np: np.ndarray = (ground_truth.detach() != 0).cpu().numpy()
+    if channel_dim is not None:
+        mask_np = np.asarray(mask_np.any(axis=channel_dim))
+        gt_np = np.asarray(gt_np.any(axis=channel_dim))
+    try:
+        gt_np = np.broadcast_to(gt_np, mask_np.shape)
+    except ValueError:
+        raise ValueError(
+            f"ground_truth of shape {tuple(ground_truth.shape)} does not match masks of "
+            f"shape {tuple(masks.shape)}"
+        ) from None
+    rank = mask_np.ndim - 1
+    tabular = channel_dim is None and masks.dim() == 2
+    if tabular:
+        structure = np.zeros(3, dtype=bool)
+        structure[1] = True
+    else:
+        if connectivity is None:
+            connectivity = rank
+        check_number(connectivity, "connectivity", minimum=1, integer=True)
+        if connectivity > rank:
+            raise ValueError(f"connectivity must be between 1 and {rank}, got {connectivity}")
+        structure = ndimage.generate_binary_structure(rank, connectivity)
+    rates = []
+    for mask_k, gt_k in zip(mask_np, gt_np):
+        labels, count = ndimage.label(mask_k, structure=structure)
+        if count == 0:
+            rates.append(0.0)
+            continue
+        hit = np.unique(labels[gt_k & (labels > 0)])
+        rates.append(100.0 * len(hit) / count)
+    dtype = masks.dtype if masks.is_floating_point() else torch.float32
+    return torch.tensor(rates, dtype=dtype, device=masks.device)
