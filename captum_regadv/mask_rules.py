@@ -63,7 +63,7 @@ def _normalised_magnitude(
     values = tuple((s.detach().abs() if absolute else s.detach()) for s in saliency)
     if not normalize:
         return values
-    peak = torch.stack([v.flatten(1).max(1).values for v in values]).max(0).values
+    peak = torch.stack([v.abs().flatten(1).max(1).values for v in values]).max(0).values
     peak = torch.where(peak > 0, peak, torch.ones_like(peak))
     return tuple(v / peak.view((-1,) + (1,) * (v.dim() - 1)) for v in values)
 

@@ -60,7 +60,7 @@ def test_explicit_bounds_are_respected(image_case):
 def test_per_element_tensor_bounds(image_case):
     model, x, truth = image_case
     low = torch.zeros_like(x[:1])
-    low[..., 4:6, :] = 0.5  # half of the evidence region may not go below 0.5
+    low[..., 4:6, 4:8] = 0.5  # half of the evidence region may not go below 0.5
     _, j = RegularizedAdversarial(model).attribute(
         x, target=1, bounds=(low, 1.0), return_perturbed=True, **FAST
     )

@@ -15,6 +15,7 @@ what :class:`~captum_regadv.benchmark.model.TrainConfig` uses.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -268,26 +269,39 @@ def screen(base: Tensor, alpha: Tensor) -> Tensor:
     return 1.0 - (1.0 - base) * (1.0 - alpha)
 
 
-def segment_distance(rows: Tensor, cols: Tensor, points: Tensor) -> Tensor:
+def segment_distance(
+    rows: Tensor, cols: Tensor, points: Tensor, *, cutoff: float = math.inf
+) -> Tensor:
     """Distance of every pixel to a polyline.
 
     Args:
-        rows: pixel rows, ``H x W``.
+        rows: pixel rows, ``H x W`` (as from :func:`pixel_grid`).
         cols: pixel columns, ``H x W``.
         points: polyline vertices ``K x 2`` as (row, col), ``K >= 2``.
+        cutoff: pixels farther than this from the polyline's bounding box
+            are not computed and get ``inf`` (a speed-up).
 
     Returns:
         ``H x W`` distances in pixels.
     """
+    height, width = rows.shape
+    out = torch.full((height, width), math.inf)
+    low = points.min(0).values - cutoff
+    high = points.max(0).values + cutoff
+    r0, r1 = max(int(low[0]), 0), min(int(math.ceil(high[0])) + 1, height)
+    c0, c1 = max(int(low[1]), 0), min(int(math.ceil(high[1])) + 1, width)
+    if r0 >= r1 or c0 >= c1:
+        return out
+    sub_rows, sub_cols = rows[r0:r1, c0:c1], cols[r0:r1, c0:c1]
     start, end = points[:-1], points[1:]  # K-1 x 2
     direction = end - start
     length_sq = (direction**2).sum(1).clamp_min(1e-12)
-    pr = rows.reshape(1, -1) - start[:, :1]  # K-1 x HW
-    pc = cols.reshape(1, -1) - start[:, 1:]
-    t = ((pr * direction[:, :1] + pc * direction[:, 1:]) / length_sq[:, None]).clamp(
-        0.0, 1.0
-    )
+    pr = sub_rows.reshape(1, -1) - start[:, :1]  # K-1 x HW
+    pc = sub_cols.reshape(1, -1) - start[:, 1:]
+    t = (pr * direction[:, :1] + pc * direction[:, 1:]) / length_sq[:, None]
+    t = t.clamp(0.0, 1.0)
     dr = pr - t * direction[:, :1]
     dc = pc - t * direction[:, 1:]
-    dist = (dr**2 + dc**2).sqrt().min(0).values
-    return dist.reshape(rows.shape)
+    dist_sq = (dr * dr + dc * dc).min(0).values
+    out[r0:r1, c0:c1] = dist_sq.sqrt().reshape(sub_rows.shape)
+    return out

@@ -236,10 +236,10 @@ def _vessel(
     bend = (start + end) / 2 + size * torch.tensor(
         [uniform(generator, -0.2, 0.2), uniform(generator, -0.2, 0.2)]
     )
-    t = torch.linspace(0.0, 1.0, 25)[:, None]
+    t = torch.linspace(0.0, 1.0, 13)[:, None]
     points = (1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end
     width = uniform(generator, 0.7, 1.5) * max(1.0, size / 128.0)
-    distance = segment_distance(rows, cols, points)
+    distance = segment_distance(rows, cols, points, cutoff=5.0 * width)
     return uniform(generator, 0.2, 0.4) * torch.exp(-0.5 * (distance / width) ** 2)
 
 
@@ -313,7 +313,7 @@ def _mass(
             phi = uniform(generator, 0.0, 2.0 * math.pi)
             length = radius * uniform(generator, 1.5, 2.2)
             tip = centre + length * torch.tensor([math.sin(phi), math.cos(phi)])
-            line = segment_distance(rows, cols, torch.stack([centre, tip]))
+            line = segment_distance(rows, cols, torch.stack([centre, tip]), cutoff=4.0)
             taper = (1.0 - distance / length).clamp(0.0, 1.0) ** 0.5
             spicule = 0.8 * amplitude * taper * torch.exp(-0.5 * (line / 0.7) ** 2)
             alpha = torch.maximum(alpha, spicule)
