@@ -48,6 +48,7 @@ __all__ = [
     "fill_with_reference",
     "perturb_within_mask",
     "scan_threshold",
+    "default_thresholds",
 ]
 
 PerturbRule = Callable[[TensorOrTuple, TensorOrTuple], TensorOrTuple]
@@ -241,13 +242,25 @@ class ThresholdScan(NamedTuple):
     mean_ape: Tensor
 
 
-def default_thresholds(saliency: TensorOrTuple, count: int = 32) -> Tensor:
-    """Candidate thresholds: quantiles of the pooled normalised magnitudes.
+def default_thresholds(
+    saliency: TensorOrTuple,
+    count: int = 32,
+    *,
+    absolute: bool = True,
+    normalize: bool = True,
+) -> Tensor:
+    """Candidate thresholds: quantiles of the pooled (normalised) magnitudes.
 
     Levels :math:`1 - q` with :math:`q` log-spaced from 1e-4 to 0.5, so that
-    sparse masks (the interesting ones) are scanned finely.
+    sparse masks (the interesting ones) are scanned finely. ``absolute`` and
+    ``normalize`` are those of :func:`saliency_to_mask`.
+
+    Example:
+        >>> default_thresholds(torch.arange(10.0).view(1, 10), 3).tolist()
+        [0.5..., 0.99..., 0.99...]
     """
-    values = _normalised_magnitude(as_tuple(saliency, "saliency"), True, True)
+    check_number(count, "count", minimum=1, integer=True)
+    values = _normalised_magnitude(as_tuple(saliency, "saliency"), absolute, normalize)
     pooled = torch.cat([v.flatten() for v in values]).cpu().double().numpy()
     levels = 1.0 - np.geomspace(1e-4, 0.5, count)
     cuts = np.unique(np.quantile(pooled, levels))
@@ -300,7 +313,7 @@ def scan_threshold(
     sal = as_tuple(saliency, "saliency")
     check_like(originals, sal, "saliency")
     if thresholds is None:
-        candidates = default_thresholds(saliency)
+        candidates = default_thresholds(saliency, absolute=absolute, normalize=normalize)
     else:
         candidates = torch.as_tensor(thresholds, dtype=torch.float64).flatten()
         if candidates.numel() == 0:

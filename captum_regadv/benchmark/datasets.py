@@ -14,10 +14,11 @@ what :class:`~captum_regadv.benchmark.model.TrainConfig` uses.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -225,6 +226,22 @@ def check_size(size: int, minimum: int = 32) -> None:
 # Drawing helpers shared by the generators. Every random number comes from
 # the ``torch.Generator`` passed in, so a seed fixes the data bit for bit.
 # --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block, then restore the count.
+
+    The generators draw many small images; on them intra-op threading only
+    costs time (much of it when other processes share the cores), and one
+    thread makes the floating-point results independent of the machine.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def uniform(generator: torch.Generator, low: float, high: float) -> float:

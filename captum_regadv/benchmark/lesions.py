@@ -46,6 +46,7 @@ from .datasets import (
     screen,
     segment_distance,
     shuffled_labels,
+    single_thread,
     smooth_noise,
     uniform,
 )
@@ -97,10 +98,11 @@ def make_lesion_dataset(
     labels = shuffled_labels(n, positive_fraction, generator)
     images = torch.empty(n, 1, size, size, dtype=torch.float32)
     masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
-    for index in range(n):
-        image, mask = _draw_image(size, bool(labels[index]), generator)
-        images[index, 0] = image
-        masks[index, 0] = mask
+    with single_thread():
+        for index in range(n):
+            image, mask = _draw_image(size, bool(labels[index]), generator)
+            images[index, 0] = image
+            masks[index, 0] = mask
     return BenchmarkDataset(images=images, labels=labels, masks=masks, name="lesions")
 
 
@@ -212,7 +214,7 @@ def _smooth_density(
     u = dr * math.cos(theta) + dc * math.sin(theta)
     v = -dr * math.sin(theta) + dc * math.cos(theta)
     blob = torch.exp(-0.5 * ((u / sigma_a) ** 2 + (v / sigma_b) ** 2))
-    return uniform(generator, 0.08, 0.16) * blob
+    return uniform(generator, 0.06, 0.14) * blob
 
 
 def _vessel(
@@ -292,7 +294,7 @@ def _mass(
     spiculated = radius >= 4.0 and randint(generator, 0, 1) == 1
     reach = radius * (2.2 if spiculated else 1.2)
     row, col = _free_point(blocked, size, reach + 2.0, generator)
-    amplitude = uniform(generator, 0.35, 0.55)
+    amplitude = uniform(generator, 0.4, 0.6)
 
     dr, dc = rows - row, cols - col
     distance = torch.sqrt(dr**2 + dc**2)

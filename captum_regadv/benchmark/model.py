@@ -61,18 +61,18 @@ CACHE_ENV = "CAPTUM_REGADV_CACHE"
 class BenchmarkCNN(nn.Module):
     """Small fully convolutional CNN with a global max pool and two logits.
 
-    Layout for the default ``widths=(16, 32, 32, 64)``::
+    Layout for the default ``widths=(8, 16, 32, 64)``::
 
-        conv3x3(1->16)-BN-ReLU  maxpool2   (full resolution first, so that
-        conv3x3(16->32)-BN-ReLU maxpool2    single-pixel objects are seen)
-        conv3x3(32->32)-BN-ReLU maxpool2
+        conv3x3(1->8)-BN-ReLU   maxpool2   (full resolution first, so that
+        conv3x3(8->16)-BN-ReLU  maxpool2    single-pixel objects are seen)
+        conv3x3(16->32)-BN-ReLU maxpool2
         conv3x3(32->64)-BN-ReLU
         global max pool -> FC(64->32)-ReLU -> FC(32->2)
 
     Args:
         in_channels: input channels. Default 1 (grayscale).
         widths: output channels of the convolution blocks; a ``2 x 2`` max
-            pool follows every block but the last. Default ``(16, 32, 32, 64)``.
+            pool follows every block but the last. Default ``(8, 16, 32, 64)``.
         hidden: width of the hidden fully connected layer. Default 32.
         num_classes: number of logits. Default 2.
 
@@ -94,7 +94,7 @@ class BenchmarkCNN(nn.Module):
         self,
         *,
         in_channels: int = 1,
-        widths: Sequence[int] = (16, 32, 32, 64),
+        widths: Sequence[int] = (8, 16, 32, 32, 64),
         hidden: int = 32,
         num_classes: int = 2,
     ) -> None:

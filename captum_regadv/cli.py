@@ -1,0 +1,237 @@
+"""The ``captum-regadv`` command line: argument parsing and dispatch only.
+
+``captum-regadv explain`` explains a dataset of real images with a
+TorchScript, ``torch.export`` (``.pt2``) or ``package.module:factory`` model; the work is done by
+:mod:`captum_regadv.dataset_run`, the image handling by
+:mod:`captum_regadv.image_io`. ``captum-regadv benchmark`` runs the paper's
+Table 1 benchmark (:mod:`captum_regadv.benchmark.runner`, imported only
+when that subcommand is used).
+
+Exit status: 0 success, 1 some inputs failed (reported, skipped), 2 usage
+or setup error (bad model, device, inputs or output folder) before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import sys
+from types import ModuleType
+from typing import Any, Callable, Optional, Sequence
+
+__all__ = ["build_parser", "main"]
+
+PROG = "captum-regadv"
+_BENCHMARK_MODULE = "captum_regadv.benchmark.runner"
+
+# (flag, attribute() keyword, type, help)
+_METHOD_OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
+    ("--steps", "steps", int, "phase-1 optimisation steps"),
+    ("--phase2-steps", "phase2_steps", int, "phase-2 optimisation steps (0 skips phase 2)"),
+    ("--sparsity-weight", "sparsity_weight", float, "weight alpha of the mean soft support"),
+    ("--tv-weight", "tv_weight", float, "weight beta of the total variation of the support"),
+    ("--lr", "lr", float, "phase-1 step size (keep it well below --epsilon)"),
+    ("--epsilon", "epsilon", float, "change below which an element counts as unchanged"),
+    ("--gamma", "gamma", float, "steepness of the soft support"),
+    ("--patience", "patience", int, "per-example early stopping after this many steps "
+     "without improvement"),
+)
+
+
+def _library_defaults() -> dict[str, Any]:
+    from .regularized_adversarial import RegularizedAdversarial
+
+    params = inspect.signature(RegularizedAdversarial.attribute).parameters
+    return {name: p.default for name, p in params.items()}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _target(text: str) -> int | str:
+    if text == "predicted":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a class index or 'predicted', got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"class index must be >= 0, got {text}")
+    return value
+
+
+def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = _library_defaults()
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files or folders (searched recursively): PNG, JPEG, "
+                        "BMP, TIFF, DICOM, .npy")
+    parser.add_argument("--model", required=True, metavar="MODEL",
+                        help="TorchScript file, torch.export .pt2 file, or "
+                        "package.module:factory returning an nn.Module (the current folder "
+                        "is importable)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (created; rerun to resume)")
+    parser.add_argument("--target", type=_target, default="predicted", metavar="N|predicted",
+                        help="class to explain (default: the model's predicted class)")
+
+    prep = parser.add_argument_group("preprocessing")
+    prep.add_argument("--scale", choices=("unit", "minmax", "none"), default="unit",
+                      help="unit: to [0,1] by the pixel type's range (floats: own min-max "
+                      "unless already in [0,1]); minmax: by each image's min-max; none: "
+                      "keep values (default: unit)")
+    prep.add_argument("--mean", type=float, nargs="+", metavar="M",
+                      help="normalisation mean, one value or one per channel")
+    prep.add_argument("--std", type=_positive_float, nargs="+", metavar="S",
+                      help="normalisation std, one value or one per channel")
+    prep.add_argument("--channels", type=_positive_int, metavar="N",
+                      help="model channels: replicate grayscale, or RGB to gray for 1 "
+                      "(default: the image's own)")
+    prep.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"),
+                      help="resize to the model's input size (bilinear); masks are mapped "
+                      "back to the image's resolution (nearest)")
+    prep.add_argument("--bounds", type=float, nargs=2, metavar=("LO", "HI"),
+                      help="valid range of the model input (default: the scaled range "
+                      "mapped through --mean/--std, e.g. [0,1])")
+
+    method = parser.add_argument_group("method (defaults: the library's)")
+    for flag, key, kind, text in _METHOD_OPTIONS:
+        method.add_argument(flag, dest=key, type=kind, default=None,
+                            help=f"{text} (default: {defaults[key]})")
+    method.add_argument("--mode", choices=("destroy", "preserve"), default=None,
+                        help=f"destroy the class evidence (APE_D) or preserve it (APE_S) "
+                        f"(default: {defaults['mode']})")
+    method.add_argument("--objective", choices=("log_odds", "score"), default=None,
+                        help=f"classification term optimised (default: {defaults['objective']})")
+    method.add_argument("--score", choices=("softmax", "sigmoid", "identity"),
+                        default=defaults["score"],
+                        help=f"model output to class score (default: {defaults['score']})")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--batch-size", type=_positive_int, default=1, metavar="N",
+                     help="inputs of equal size explained together (default: 1; other "
+                     "sizes can change results in the last float bits, so resumed and "
+                     "torchrun runs match a single run exactly only with 1)")
+    run.add_argument("--device", default=None,
+                     help="cpu, cuda or cuda:N (default: cuda if available, else cpu; "
+                     "under torchrun cuda:LOCAL_RANK)")
+    run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                     help="CPU threads per process (default: torch's; 1 is often fastest "
+                     "for small images or on a busy machine)")
+    run.add_argument("--quiet", action="store_true",
+                     help="no progress bar or final line (failures are still reported)")
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    keys = [key for _, key, _, _ in _METHOD_OPTIONS] + ["mode", "objective"]
+    return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from .dataset_run import ExplainConfig, SetupError, run_explain
+    from .image_io import Preprocessing
+
+    config = ExplainConfig(
+        inputs=tuple(args.inputs),
+        out=args.out,
+        model=args.model,
+        target=args.target,
+        preprocessing=Preprocessing(
+            scale=args.scale,
+            mean=None if args.mean is None else tuple(args.mean),
+            std=None if args.std is None else tuple(args.std),
+            channels=args.channels,
+            size=None if args.size is None else (args.size[0], args.size[1]),
+            bounds=None if args.bounds is None else (args.bounds[0], args.bounds[1]),
+        ),
+        method=_method_options(args),
+        score=args.score,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.quiet,
+        threads=args.threads,
+    )
+    try:
+        return run_explain(config)
+    except SetupError as err:
+        if err.report:
+            print(f"{PROG} explain: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _load_benchmark() -> ModuleType:
+    return importlib.import_module(_BENCHMARK_MODULE)
+
+
+def build_parser(benchmark: Optional[ModuleType] = None) -> argparse.ArgumentParser:
+    """The argument parser; ``benchmark`` is the imported runner, if needed.
+
+    Without it the ``benchmark`` subcommand is listed but takes no options,
+    so that ``captum-regadv explain`` never imports the benchmark.
+    """
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Regularized adversarial explanations (Captum extension).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    explain = sub.add_parser(
+        "explain", help="explain images with a model, resumably",
+        description="Explain each input image with RegularizedAdversarial; write masks, "
+        "overlays, .npz, results.jsonl and summary.json into --out. Rerun the same "
+        "command to resume; launch with torchrun to use several processes/GPUs.",
+    )
+    _add_explain_arguments(explain)
+    explain.set_defaults(func=_run_explain)
+    bench = sub.add_parser("benchmark", help="run the paper's benchmark (Table 1)")
+    if benchmark is not None:
+        benchmark.add_arguments(bench)
+        bench.set_defaults(func=benchmark.run)
+    return parser
+
+
+def _command(argv: Sequence[str]) -> Optional[str]:
+    """The subcommand named in ``argv`` (the first argument not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; return the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    benchmark = None
+    if _command(arguments) == "benchmark":
+        try:
+            benchmark = _load_benchmark()
+        except Exception as err:  # a missing or broken runner is one line, exit 2
+            print(f"{PROG} benchmark: error: the benchmark runner is not available "
+                  f"({type(err).__name__}: {err})", file=sys.stderr)
+            return 2
+    parser = build_parser(benchmark)
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as stop:  # --help, --version, usage errors
+        return stop.code if isinstance(stop.code, int) else 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
