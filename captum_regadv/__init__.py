@@ -14,11 +14,14 @@ from .mask_rules import (
     saliency_to_mask,
     scan_threshold,
 )
+from .meaningful_perturbation import MeaningfulPerturbation, deletion_reference
 from .metrics import APEComponents, ape_d, ape_s, cc_hit_rate
 from .regularized_adversarial import RegularizedAdversarial
 
 __all__ = [
     "RegularizedAdversarial",
+    "MeaningfulPerturbation",
+    "deletion_reference",
     "APEComponents",
     "ape_d",
     "ape_s",

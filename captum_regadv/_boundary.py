@@ -129,7 +129,7 @@ def warn_if_training(forward_func: Callable[..., Any]) -> None:
             "random and let examples of a batch influence each other; call model.eval() "
             "first",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -229,3 +229,15 @@ def resolve_bounds(bounds: Bounds, inputs: tuple[Tensor, ...]) -> tuple[tuple[Te
             raise ValueError(f"inputs lie outside {label}; widen the bounds or clip the inputs")
         out.append((low, high))
     return tuple(out)
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {choices}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_optimizer(optimizer: object) -> None:
+    if not callable(optimizer):
+        raise TypeError("optimizer must be a torch.optim.Optimizer class (or a factory)")

@@ -25,17 +25,22 @@ __all__ = ["build_parser", "main"]
 PROG = "captum-regadv"
 _BENCHMARK_MODULE = "captum_regadv.benchmark.runner"
 
-# (flag, attribute() keyword, type, help)
-_METHOD_OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
-    ("--steps", "steps", int, "phase-1 optimisation steps"),
-    ("--phase2-steps", "phase2_steps", int, "phase-2 optimisation steps (0 skips phase 2)"),
-    ("--sparsity-weight", "sparsity_weight", float, "weight alpha of the mean soft support"),
-    ("--tv-weight", "tv_weight", float, "weight beta of the total variation of the support"),
-    ("--lr", "lr", float, "phase-1 step size (keep it well below --epsilon)"),
-    ("--epsilon", "epsilon", float, "change below which an element counts as unchanged"),
-    ("--gamma", "gamma", float, "steepness of the soft support"),
-    ("--patience", "patience", int, "per-example early stopping after this many steps "
-     "without improvement"),
+# (flag, attribute() keyword, type, metavar, help); checked here so that a bad
+# value is a usage error, not a failure of every input.
+_METHOD_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("--steps", "steps", "positive_int", "N", "phase-1 optimisation steps"),
+    ("--phase2-steps", "phase2_steps", "nonnegative_int", "N",
+     "phase-2 optimisation steps, 0 skips phase 2"),
+    ("--sparsity-weight", "sparsity_weight", "nonnegative_float", "X",
+     "weight alpha of the mean soft support"),
+    ("--tv-weight", "tv_weight", "nonnegative_float", "X",
+     "weight beta of the total variation of the support"),
+    ("--lr", "lr", "positive_float", "X", "phase-1 step size, well below --epsilon"),
+    ("--epsilon", "epsilon", "nonnegative_float", "X",
+     "change below which an element counts as unchanged"),
+    ("--gamma", "gamma", "positive_float", "X", "steepness of the soft support"),
+    ("--patience", "patience", "positive_int", "N",
+     "per-example early stopping after N steps without improvement"),
 )
 
 
@@ -46,18 +51,45 @@ def _library_defaults() -> dict[str, Any]:
     return {name: p.default for name, p in params.items()}
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _number(kind: Callable[[str], float], minimum: float, strict: bool) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)`` that is >= (or > when ``strict``) ``minimum``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < minimum or (strict and value == minimum):
+            relation = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+_NUMBER_TYPES: dict[str, Callable[[str], Any]] = {
+    "positive_int": _number(int, 0, strict=True),
+    "nonnegative_int": _number(int, 0, strict=False),
+    "positive_float": _number(float, 0.0, strict=True),
+    "nonnegative_float": _number(float, 0.0, strict=False),
+}
+_positive_int = _NUMBER_TYPES["positive_int"]
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+
+
+def _positive_floats(text: str) -> tuple[float, ...]:
+    values = _floats(text)
+    if not all(v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+    return values
 
 
 def _target(text: str) -> int | str:
@@ -93,10 +125,12 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                       help="unit: to [0,1] by the pixel type's range (floats: own min-max "
                       "unless already in [0,1]); minmax: by each image's min-max; none: "
                       "keep values (default: unit)")
-    prep.add_argument("--mean", type=float, nargs="+", metavar="M",
-                      help="normalisation mean, one value or one per channel")
-    prep.add_argument("--std", type=_positive_float, nargs="+", metavar="S",
-                      help="normalisation std, one value or one per channel")
+    prep.add_argument("--mean", type=_floats, metavar="M[,M...]",
+                      help="normalisation mean: one value, or one per channel separated by "
+                      "commas (e.g. 0.485,0.456,0.406)")
+    prep.add_argument("--std", type=_positive_floats, metavar="S[,S...]",
+                      help="normalisation std: one value, or one per channel separated by "
+                      "commas")
     prep.add_argument("--channels", type=_positive_int, metavar="N",
                       help="model channels: replicate grayscale, or RGB to gray for 1 "
                       "(default: the image's own)")
@@ -108,9 +142,10 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                       "mapped through --mean/--std, e.g. [0,1])")
 
     method = parser.add_argument_group("method (defaults: the library's)")
-    for flag, key, kind, text in _METHOD_OPTIONS:
-        method.add_argument(flag, dest=key, type=kind, default=None,
-                            help=f"{text} (default: {defaults[key]})")
+    for flag, key, kind, metavar, text in _METHOD_OPTIONS:
+        default = "off" if defaults[key] is None else defaults[key]
+        method.add_argument(flag, dest=key, type=_NUMBER_TYPES[kind], default=None,
+                            metavar=metavar, help=f"{text} (default: {default})")
     method.add_argument("--mode", choices=("destroy", "preserve"), default=None,
                         help=f"destroy the class evidence (APE_D) or preserve it (APE_S) "
                         f"(default: {defaults['mode']})")
@@ -136,7 +171,7 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
-    keys = [key for _, key, _, _ in _METHOD_OPTIONS] + ["mode", "objective"]
+    keys = [key for _, key, _, _, _ in _METHOD_OPTIONS] + ["mode", "objective"]
     return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
 
 
@@ -151,8 +186,8 @@ def _run_explain(args: argparse.Namespace) -> int:
         target=args.target,
         preprocessing=Preprocessing(
             scale=args.scale,
-            mean=None if args.mean is None else tuple(args.mean),
-            std=None if args.std is None else tuple(args.std),
+            mean=args.mean,
+            std=args.std,
             channels=args.channels,
             size=None if args.size is None else (args.size[0], args.size[1]),
             bounds=None if args.bounds is None else (args.bounds[0], args.bounds[1]),

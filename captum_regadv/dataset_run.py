@@ -21,7 +21,8 @@ order: input, name, outputs relative to ``OUT``, shape, target, scores
 before and after, APE components, seconds) and ``OUT/summary.json`` are
 rebuilt from the records. The summary counts ``inputs``, ``ok`` (explained
 by this run), ``skipped`` (complete from an earlier run), ``failed`` and
-``complete``, gives ``mean_ape_d`` over the complete inputs, the
+``complete``, gives ``mean_ape_d`` (``mean_ape_s`` with ``--mode
+preserve``) over the complete inputs, the
 ``failures`` with their reasons, and the settings.
 
 **Nothing is lost.** Every file is written atomically (temporary file in the
@@ -413,9 +414,13 @@ def _probe(
     """One forward pass on the first readable input; unreadable ones fail later."""
     for path in files:
         try:
-            x = preprocess(load_image(path), config.preprocessing).tensor[None].to(device)
-        except ValueError:
+            image = load_image(path)
+        except ImageReadError:
             continue
+        try:
+            x = preprocess(image, config.preprocessing).tensor[None].to(device)
+        except ValueError as err:
+            raise SetupError(f"the preprocessing fails on '{path}': {err}") from None
         try:
             with torch.no_grad():
                 output = model(x)
@@ -440,9 +445,9 @@ class _Plan:
 
 
 def _settings(config: ExplainConfig, model: str) -> dict[str, Any]:
-    prep = config.preprocessing
     from . import __version__
 
+    prep = config.preprocessing
     return {
         "model": model,
         "target": config.target,
@@ -460,6 +465,9 @@ def _settings(config: ExplainConfig, model: str) -> dict[str, Any]:
 
 def _plan(config: ExplainConfig, device: torch.device) -> _Plan:
     """Every check that can fail before any work."""
+    bounds = config.preprocessing.bounds
+    if bounds is not None and not bounds[0] < bounds[1]:
+        raise SetupError(f"--bounds: LO must be below HI, got {bounds[0]:g} {bounds[1]:g}")
     out = os.path.abspath(config.out)
     try:
         files = list_images(config.inputs, exclude=[out])

@@ -51,6 +51,8 @@ from tqdm.auto import tqdm
 
 from ._captum import PerturbationAttribution, log_usage
 from ._boundary import (
+    check_choice,
+    check_optimizer,
     TensorOrTuple,
     TvDims,
     as_tuple,
@@ -65,7 +67,6 @@ from ._forward import ScoredModel
 from ._objectives import OBJECTIVES, Objective, classification_term
 from ._optimization import OptimizerClass, minimize_per_example
 from .perturbations import gaussian_blur, total_variation
-from .regularized_adversarial import _check_choice, _check_optimizer
 from .scores import Score, TargetType, check_score
 
 __all__ = ["MeaningfulPerturbation", "deletion_reference", "ReferenceKind", "Reference"]
@@ -455,10 +456,10 @@ class MeaningfulPerturbation(PerturbationAttribution):
         check_number(rel_tol, "rel_tol", minimum=0.0)
         check_optional_int(patience, "patience")
         check_optional_int(internal_batch_size, "internal_batch_size")
-        _check_optimizer(optimizer)
+        check_optimizer(optimizer)
         check_score(score)
-        _check_choice(objective, "objective", OBJECTIVES)
-        _check_choice(upsample, "upsample", UPSAMPLES)
+        check_choice(objective, "objective", OBJECTIVES)
+        check_choice(upsample, "upsample", UPSAMPLES)
         if not isinstance(per_channel, bool):
             raise TypeError(f"per_channel must be a bool, got {type(per_channel).__name__}")
         if mask_scale > 1:

@@ -43,6 +43,8 @@ from ._boundary import (
     as_tuple,
     check_inputs,
     check_number,
+    check_choice,
+    check_optimizer,
     check_optional_int,
     format_additional_args,
     resolve_bounds,
@@ -67,18 +69,6 @@ from .scores import Score, TargetType, check_score
 __all__ = ["RegularizedAdversarial"]
 
 
-def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be one of {choices}, got {type(value).__name__}")
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def _check_optimizer(optimizer: object) -> None:
-    if not callable(optimizer):
-        raise TypeError("optimizer must be a torch.optim.Optimizer class (or a factory)")
-
-
 class RegularizedAdversarial(PerturbationAttribution):
     r"""Explain a decision by a regularized adversarial example.
 
@@ -96,7 +86,7 @@ class RegularizedAdversarial(PerturbationAttribution):
         >>> import torch
         >>> torch.manual_seed(0)
         <torch._C.Generator object at ...>
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2)).eval()
         >>> x = torch.rand(2, 1, 4, 4)
         >>> mask = RegularizedAdversarial(model).attribute(x, target=0, steps=20)
         >>> mask.shape, mask.dtype
@@ -225,10 +215,10 @@ class RegularizedAdversarial(PerturbationAttribution):
         check_number(rel_tol, "rel_tol", minimum=0.0)
         check_optional_int(patience, "patience")
         check_optional_int(internal_batch_size, "internal_batch_size")
-        _check_optimizer(optimizer)
+        check_optimizer(optimizer)
         check_score(score)
-        _check_choice(objective, "objective", OBJECTIVES)
-        _check_choice(mode, "mode", MODES)
+        check_choice(objective, "objective", OBJECTIVES)
+        check_choice(mode, "mode", MODES)
         dims = resolve_tv_dims(tv_dims, inputs_tuple)
         value_bounds = resolve_bounds(bounds, inputs_tuple)
         warn_if_training(self.forward_func)

@@ -245,7 +245,7 @@ def test_size_channels_and_fixed_target(tmp_path: Path) -> None:
     Image.fromarray(rgb).save(tmp_path / "c.png")
     out = tmp_path / "out"
     argv = ["explain", "--model", model, "--out", str(out), "--channels", "3", "--size", "8", "8",
-            "--mean", "0.5", "--std", "0.25", "--target", "1", "--batch-size", "2",
+            "--mean", "0.5", "--std", "0.25,0.25,0.25", "--target", "1", "--batch-size", "2",
             str(tmp_path / "g.png"), str(tmp_path / "c.png"), *FAST]
     assert cli.main(argv) == 0
     with np.load(out / "g.png.npz") as z:
@@ -303,6 +303,17 @@ def test_rerun_skips_complete_inputs_and_redoes_changed_settings(
     assert (read_summary(out)["ok"], read_summary(out)["skipped"]) == (5, 0)
 
 
+def test_output_folder_inside_the_input_folder_is_not_an_input(
+    tmp_path: Path, model_file: str
+) -> None:
+    make_dataset(tmp_path / "data")
+    out = tmp_path / "data" / "results"
+    argv = ["explain", "--model", model_file, "--out", str(out), str(tmp_path / "data"), *FAST]
+    assert cli.main(argv) == 0
+    assert cli.main(argv) == 0
+    assert (read_summary(out)["inputs"], read_summary(out)["skipped"]) == (5, 5)
+
+
 def test_corrupt_and_unsupported_inputs_are_skipped(
     tmp_path: Path, model_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -342,6 +353,9 @@ def test_bad_model_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     assert cli.main([*argv, "--model", str(tmp_path / "junk.pt")]) == 2
     assert "cannot load TorchScript model" in one_line_error(capsys)
+    (tmp_path / "junk.pt2").write_bytes(b"not a model")
+    assert cli.main([*argv, "--model", str(tmp_path / "junk.pt2")]) == 2
+    assert "cannot load exported program" in one_line_error(capsys)
     assert cli.main([*argv, "--model", "no_such_module_xyz:make"]) == 2
     assert "ModuleNotFoundError" in one_line_error(capsys)
     assert not (tmp_path / "out" / "summary.json").exists()
@@ -359,6 +373,18 @@ def test_model_failing_on_the_input_shape(
     assert "the model fails on an input of shape (1, 1, 20, 20)" in line
     assert "x.npy" in line and "mat1 and mat2" in line
     assert os.listdir(out) == []  # no work done
+
+
+def test_preprocessing_that_does_not_fit(
+    tmp_path: Path, model_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.save(tmp_path / "x.npy", blob_image((8, 8), 1))
+    assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path / "out"),
+                     "--mean", "0.1,0.2", str(tmp_path / "x.npy"), *FAST]) == 2
+    assert "--mean has 2 values but the model input has 1 channels" in one_line_error(capsys)
+    assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path / "out"),
+                     "--bounds", "1", "0", str(tmp_path / "x.npy"), *FAST]) == 2
+    assert "LO must be below HI" in one_line_error(capsys)
 
 
 def test_target_out_of_range(tmp_path: Path, model_file: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -399,6 +425,8 @@ def test_missing_input_and_usage_errors(
     assert "no input images" in one_line_error(capsys)
     assert cli.main([*argv, "--target", "cat", str(tmp_path)]) == 2
     assert "'predicted'" in capsys.readouterr().err
+    assert cli.main([*argv, "--std", "0.5,0", str(tmp_path)]) == 2
+    assert "must be positive" in capsys.readouterr().err
     assert cli.main([]) == 2
     capsys.readouterr()
 

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             maps[name] = outputs[name].saliency
     fig1 = comparison_figure(images, truth, masks, maps)
     write_bytes_atomic(os.path.join(args.out, "figure1.png"), _figure_png(fig1))
-    perturbed = {
+    perturbed: dict[str, torch.Tensor] = {
         label: outputs[label].perturbed
         for label in ("MP blur 6/120/1", "MP min 6/120/1")
         if label in outputs

@@ -33,7 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..mask_rules import fill_with_reference, perturb_within_mask, scan_threshold
-from ..meaningful_perturbation import MeaningfulPerturbation, deletion_reference
+from ..meaningful_perturbation import MeaningfulPerturbation, ReferenceKind, deletion_reference
 from ..metrics import APEComponents, ape_d, cc_hit_rate
 from ..regularized_adversarial import RegularizedAdversarial
 
@@ -156,6 +156,7 @@ def _ours(
     start = time.perf_counter()
     masks, perturbed = RegularizedAdversarial(model).attribute(images, **kwargs)
     seconds = time.perf_counter() - start
+    assert isinstance(masks, Tensor) and isinstance(perturbed, Tensor)
     return MethodOutput(masks, perturbed, masks), seconds
 
 
@@ -163,7 +164,7 @@ def _mp(
     model: torch.nn.Module,
     images: Tensor,
     settings: Table1Settings,
-    reference: str,
+    reference: ReferenceKind,
     coeffs: tuple[float, float, float],
 ) -> tuple[MethodOutput, float, float]:
     start = time.perf_counter()
@@ -175,6 +176,7 @@ def _mp(
         tv_weight=coeffs[1],
         tv_beta=coeffs[2],
         steps=settings.mp_steps,
+        objective="log_odds",
         patience=settings.patience,
         internal_batch_size=settings.batch_size,
     )
@@ -204,19 +206,22 @@ def _candidates(saliency: Tensor, count: int, *, normalize: bool) -> Tensor:
 def _captum_map(
     name: str, model: torch.nn.Module, images: Tensor, settings: Table1Settings
 ) -> Tensor:
+    attribution: Tensor
     if name == "IntegratedGradients":
-        return IntegratedGradients(model).attribute(
+        attribution = IntegratedGradients(model).attribute(
             images, target=1, baselines=0.0, n_steps=settings.ig_steps,
             internal_batch_size=max(images.shape[0], 1) * 4,
         )
-    if name == "Occlusion":
+    elif name == "Occlusion":
         w = settings.occlusion_window
-        return Occlusion(model).attribute(
+        attribution = Occlusion(model).attribute(
             images, target=1, sliding_window_shapes=(1, w, w),
             strides=(1, max(w // 2, 1), max(w // 2, 1)), baselines=0.0,
             perturbations_per_eval=16,
         )
-    return Saliency(model).attribute(images, target=1, abs=True)
+    else:
+        attribution = Saliency(model).attribute(images, target=1, abs=True)
+    return attribution
 
 
 def _captum(
@@ -246,7 +251,7 @@ def run_table1(
     truth: Tensor,
     *,
     settings: Table1Settings = Table1Settings(),
-    mp_references: Sequence[str] = ("min", "blur"),
+    mp_references: Sequence[ReferenceKind] = ("min", "blur"),
     include_captum: bool = True,
     show_progress: bool = True,
 ) -> tuple[list[MethodRow], dict[str, MethodOutput]]:
@@ -273,7 +278,7 @@ def run_table1(
         for coeffs in PAPER_MP_SETTINGS:
             label = f"MP {reference} {coeffs[0]:g}/{coeffs[1]:g}/{coeffs[2]:g}"
 
-            def mp_job(reference: str = reference, coeffs: tuple[float, float, float] = coeffs) -> tuple[MethodRow, MethodOutput]:
+            def mp_job(reference: ReferenceKind = reference, coeffs: tuple[float, float, float] = coeffs) -> tuple[MethodRow, MethodOutput]:
                 out, seconds, t = _mp(model, images, settings, reference, coeffs)
                 row = _row(f"MP {reference}", coeffs, model, images, truth, out.masks, out.perturbed, seconds, t)
                 return row, out
