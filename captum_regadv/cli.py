@@ -1,9 +1,9 @@
 """The ``captum-regadv`` command line: argument parsing and dispatch only.
 
 ``captum-regadv explain`` explains a dataset of real images with a
-TorchScript, ``torch.export`` (``.pt2``) or ``package.module:factory`` model; the work is done by
-:mod:`captum_regadv.dataset_run`, the image handling by
-:mod:`captum_regadv.image_io`. ``captum-regadv benchmark`` runs the paper's
+TorchScript, ``torch.export`` (``.pt2``) or ``package.module:factory``
+model; the work is done by :mod:`captum_regadv.dataset_run`, the image
+handling by :mod:`captum_regadv.image_io`. ``captum-regadv benchmark`` runs the paper's
 Table 1 benchmark (:mod:`captum_regadv.benchmark.runner`, imported only
 when that subcommand is used).
 

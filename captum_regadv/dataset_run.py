@@ -190,7 +190,7 @@ def _launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def resolve_device(spec: Optional[str], local_rank: Optional[int] = None) -> torch.device:
+def _resolve_device(spec: Optional[str], local_rank: Optional[int] = None) -> torch.device:
     """The device to run on; ``local_rank`` picks the GPU under torchrun.
 
     Raises:
@@ -217,9 +217,9 @@ def resolve_device(spec: Optional[str], local_rank: Optional[int] = None) -> tor
 def _start_world(spec: Optional[str]) -> tuple[_World, torch.device]:
     """Join the torchrun process group when launched by torchrun."""
     if not _launched_by_torchrun():
-        return _World(), resolve_device(spec)
+        return _World(), _resolve_device(spec)
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    device = resolve_device(spec, int(os.environ.get("LOCAL_RANK", "0")))
+    device = _resolve_device(spec, int(os.environ.get("LOCAL_RANK", "0")))
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_available():
         raise SetupError("launched by torchrun but torch.distributed is not available")
@@ -704,7 +704,9 @@ def _run_shard(plan: _Plan, world: _World) -> _Outcome:
     return outcome
 
 
-def _mean_components(records: Sequence[Mapping[str, Any]], metric: str) -> Optional[dict[str, float]]:
+def _mean_components(
+    records: Sequence[Mapping[str, Any]], metric: str
+) -> Optional[dict[str, float]]:
     values = [r[metric] for r in records if isinstance(r.get(metric), dict)]
     if not values:
         return None

@@ -435,7 +435,9 @@ def _scale(
     return scaled, (0.0, 1.0)
 
 
-def _per_channel(values: Optional[tuple[float, ...]], channels: int, name: str, default: float) -> Tensor:
+def _per_channel(
+    values: Optional[tuple[float, ...]], channels: int, name: str, default: float
+) -> Tensor:
     if values is None:
         values = (default,)
     if len(values) not in (1, channels):

@@ -220,11 +220,23 @@ def test_explain_every_format(tmp_path: Path, model_file: str) -> None:
     assert some_mask
 
     summary = read_summary(out)
-    assert (summary["inputs"], summary["ok"], summary["skipped"], summary["failed"]) == (5, 5, 0, 0)
+    counts = (summary["inputs"], summary["ok"], summary["skipped"], summary["failed"])
+    assert counts == (5, 5, 0, 0)
     assert summary["failures"] == []
     mean_total = np.mean([r["ape_d"]["total"] for r in records])
     assert summary["mean_ape_d"]["total"] == pytest.approx(mean_total)
     assert not [p for p in out.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_explain_on_cuda(tmp_path: Path, model_file: str) -> None:
+    images = make_dataset(tmp_path / "data")
+    out = tmp_path / "out"
+    assert cli.main(["explain", "--model", model_file, "--out", str(out), "--device", "cuda",
+                     "--batch-size", "2", str(tmp_path / "data"), *FAST]) == 0
+    for record in read_jsonl(out / "results.jsonl"):
+        with np.load(out / record["outputs"]["npz"]) as z:
+            assert z["mask"].shape == images[record["name"]].shape
 
 
 def test_dicom_rescale_reaches_the_model(tmp_path: Path, model_file: str) -> None:
@@ -278,7 +290,8 @@ def test_factory_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_exported_program_model(tmp_path: Path) -> None:
     auto = torch.export.Dim.AUTO
     program = torch.export.export(
-        TinyNet().eval(), (torch.rand(2, 1, 16, 16),), dynamic_shapes=({0: auto, 2: auto, 3: auto},)
+        TinyNet().eval(), (torch.rand(2, 1, 16, 16),),
+        dynamic_shapes=({0: auto, 2: auto, 3: auto},),
     )
     torch.export.save(program, str(tmp_path / "model.pt2"))
     images = make_dataset(tmp_path / "data")
@@ -387,7 +400,9 @@ def test_preprocessing_that_does_not_fit(
     assert "LO must be below HI" in one_line_error(capsys)
 
 
-def test_target_out_of_range(tmp_path: Path, model_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_target_out_of_range(
+    tmp_path: Path, model_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     np.save(tmp_path / "x.npy", blob_image((8, 8), 1))
     assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path / "out"),
                      "--target", "7", str(tmp_path / "x.npy"), *FAST]) == 2
@@ -472,8 +487,8 @@ def test_benchmark_subcommand_is_lazy(
     assert len(err) == 1 and err[0].startswith("captum-regadv benchmark: error:")
 
     runner = types.ModuleType("fake_runner")
-    runner.add_arguments = lambda p: p.add_argument("--quick", action="store_true")  # type: ignore[attr-defined]
-    runner.run = lambda args: 3 if args.quick else 4  # type: ignore[attr-defined]
+    setattr(runner, "add_arguments", lambda p: p.add_argument("--quick", action="store_true"))
+    setattr(runner, "run", lambda args: 3 if args.quick else 4)
     monkeypatch.setitem(sys.modules, "fake_runner", runner)
     monkeypatch.setattr(cli, "_BENCHMARK_MODULE", "fake_runner")
     assert cli.main(["benchmark", "--quick"]) == 3
@@ -486,7 +501,8 @@ def make_many(root: Path, n: int, size: int = 24) -> None:
     for k in range(n):
         folder = root / ("left" if k % 2 else "right")
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((blob_image((size, size), k) * 255).astype(np.uint8)).save(folder / f"{k:02d}.png")
+        image = (blob_image((size, size), k) * 255).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"{k:02d}.png")
 
 
 def count_records(out: Path) -> int:

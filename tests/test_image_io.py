@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,17 @@ def test_tiff_16bit_and_planar(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_image(str(tmp_path / "p.tiff")), planar.transpose(1, 2, 0))
 
 
+def test_tiff_without_tifffile_falls_back_to_pillow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = ramp((8, 6), 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", data)
+    monkeypatch.setitem(sys.modules, "tifffile", None)  # import now fails
+    img = load_image(str(tmp_path / "a.tif"))
+    np.testing.assert_array_equal(img.pixels, data)
+    assert img.value_range == (0.0, 65535.0)
+
+
 def test_tiff_float_has_no_nominal_range(tmp_path: Path) -> None:
     data = np.linspace(-2, 3, 20, dtype=np.float32).reshape(4, 5)
     tifffile.imwrite(tmp_path / "f.tif", data)
@@ -225,7 +237,9 @@ def test_pickled_npy_is_refused(tmp_path: Path) -> None:
 
 
 def test_color_dicom_is_refused(tmp_path: Path) -> None:
-    write_dicom(tmp_path / "c.dcm", np.zeros((4, 4, 3)), photometric="RGB", samples=3, bits_stored=16)
+    write_dicom(
+        tmp_path / "c.dcm", np.zeros((4, 4, 3)), photometric="RGB", samples=3, bits_stored=16
+    )
     with pytest.raises(ImageReadError, match="only grayscale DICOM"):
         read_image(str(tmp_path / "c.dcm"))
 
@@ -345,7 +359,7 @@ def test_preprocessed_input_lies_in_its_bounds(
 ) -> None:
     pixels = np.array(data).reshape(3, 4)
     value_range = (float(pixels.min()) - 1.0, float(pixels.max()) + 2.0) if typed else None
-    prep = Preprocessing(scale=scale, mean=(mean,), std=(std,), size=size)  # type: ignore[arg-type]
+    prep = Preprocessing(scale=scale, mean=(mean,), std=(std,), size=size)  # type: ignore
     p = preprocess(LoadedImage(pixels, value_range), prep)
     assert bool(((p.tensor >= p.low) & (p.tensor <= p.high)).all())
     assert bool(torch.isfinite(p.tensor).all())
