@@ -25,7 +25,7 @@ from torch import Tensor
 
 __all__ = ["BenchmarkDataset", "LesionDataset", "DATASET_NAMES", "make_dataset"]
 
-#: Names accepted by :func:`make_dataset`, with their default image size.
+#: Names accepted by :func:`make_dataset`.
 DATASET_NAMES: tuple[str, ...] = ("lesions", "shapes", "shortcut")
 
 

@@ -15,9 +15,10 @@ What an image holds (both classes unless stated):
   nipple and fine quantum noise; optionally a bright pectoral-muscle
   triangle in a corner (a second large bright edge);
 * **distractors**, lesion-*like* but not the class: one to three vessels
-  (long thin bright curves), up to two benign "eggshell" calcifications
-  (small bright rings with a dark centre) and up to two benign smooth
-  densities (large, faint, Gaussian-edged blobs);
+  (long thin bright curves), one or two benign "eggshell" calcifications
+  (small rings with a dark centre, the brightest objects of the image, so
+  that the brightest pixel does not give the class away) and up to two
+  benign smooth densities (large, faint, Gaussian-edged blobs);
 * **lesions** (positives only), of sizes spanning the paper's range:
   clusters of 3-8 micro-calcifications, each a single pixel or a 2 x 2
   square, and masses, irregular round blobs with a soft edge and a radius
@@ -143,7 +144,7 @@ def _draw_image(
         alpha = _vessel(rows, cols, size, centre_row, axis_col, generator) * region
         image = screen(image, alpha)
         blocked |= alpha > 0.02
-    for _ in range(randint(generator, 0, 2)):
+    for _ in range(randint(generator, 1, 2)):
         alpha = _eggshell(rows, cols, size, scale, region, generator) * region
         image = screen(image, alpha)
         blocked |= alpha > 0.02
@@ -258,7 +259,7 @@ def _eggshell(
     radius = max(2.5, uniform(generator, 2.5, 5.5) * scale)
     distance = torch.sqrt((rows - row) ** 2 + (cols - col) ** 2)
     ring = torch.exp(-0.5 * ((distance - radius) / 0.6) ** 2)
-    return uniform(generator, 0.45, 0.7) * ring
+    return uniform(generator, 0.55, 0.8) * ring
 
 
 def _calcification_cluster(
@@ -276,7 +277,7 @@ def _calcification_cluster(
         width = 1 if randint(generator, 0, 9) < 6 else 2
         r = min(max(r, 0), size - width)
         c = min(max(c, 0), size - width)
-        amplitude = uniform(generator, 0.5, 0.75)
+        amplitude = uniform(generator, 0.45, 0.7)
         patch = alpha[r : r + width, c : c + width]
         alpha[r : r + width, c : c + width] = patch.clamp(min=amplitude)
     return alpha, alpha > 0

@@ -194,8 +194,8 @@ def _signed_distance(
         top = _box(u, v - (half - stroke), half, stroke)
         return torch.minimum(top, _box(u, v, stroke, half))
     if kind == "ell":
-        side = _box(u + (half - stroke), v, stroke, half)
-        return torch.minimum(side, _box(u, v + (half - stroke), half, stroke))
+        upright = _box(u + (half - stroke), v, stroke, half)
+        return torch.minimum(upright, _box(u, v + (half - stroke), half, stroke))
     if kind == "ring":
         return (torch.sqrt(u**2 + v**2) - (half - stroke)).abs() - stroke
     if kind == "square":
@@ -204,7 +204,8 @@ def _signed_distance(
         return torch.maximum(outer, -(outer + 2.0 * stroke))
     if kind == "triangle":
         inradius = half * 0.55
-        normals = [(math.cos(a), math.sin(a)) for a in (math.pi / 2, 7 * math.pi / 6, 11 * math.pi / 6)]
-        outer = torch.stack([u * nu + v * nv for nu, nv in normals]).max(0).values - inradius
+        angles = (math.pi / 2, 7 * math.pi / 6, 11 * math.pi / 6)
+        planes = [u * math.cos(a) + v * math.sin(a) for a in angles]
+        outer = torch.stack(planes).max(0).values - inradius
         return torch.maximum(outer, -(outer + 2.0 * stroke))
     raise ValueError(f"unknown glyph {kind!r}")

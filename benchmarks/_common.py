@@ -1,0 +1,66 @@
+"""Shared set-up of the speed benchmarks: the benchmark CNN (untrained weights are
+enough for timing) and a seeded batch, on the requested device."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import torch
+
+from captum_regadv.benchmark.model import BenchmarkCNN
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    return p
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return torch.device(args.device)
+
+
+def model_on(device: torch.device, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return BenchmarkCNN().to(device).eval()
+
+
+def batch(n: int, size: int, device: torch.device, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=g).to(device)
+
+
+def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Best wall time of ``repeats`` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bare_loop(model: torch.nn.Module, x: torch.Tensor, steps: int) -> Callable[[], None]:
+    """K forward+backward passes w.r.t. the input, with an Adam step: the floor."""
+
+    def run() -> None:
+        j = x.clone().requires_grad_(True)
+        opt = torch.optim.Adam([j], lr=0.002)
+        for _ in range(steps):
+            loss = torch.softmax(model(j), 1)[:, 1].sum()
+            (g,) = torch.autograd.grad(loss, [j])
+            j.grad = g
+            opt.step()
+
+    return run
