@@ -31,8 +31,13 @@
 
 # %%
 # %matplotlib inline
-import functools
 import warnings
+
+# The library's optional progress bars (tqdm.auto) warn in a notebook
+# without ipywidgets; they are off by default.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+import functools
 
 import torch
 from captum.attr import IntegratedGradients, Occlusion
@@ -51,10 +56,14 @@ from captum_regadv.benchmark import TrainConfig, load_or_train, predict_proba
 from captum_regadv.mask_rules import default_thresholds
 from captum_regadv.visualization import comparison_figure, zoom_figure
 
-torch.set_num_threads(2)
-torch.manual_seed(0)
-# Captum's gradient methods note that they switch requires_grad on: expected here.
-warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
+# One thread: these models are small, and on a shared CPU two OpenMP threads
+# can be many times slower than one.
+torch.set_num_threads(1)
+_ = torch.manual_seed(0)
+# Captum's gradient methods say that they switch requires_grad on: expected.
+warnings.filterwarnings(
+    "ignore", message="Input Tensor .* did not already require gradients"
+)
 
 # %% [markdown]
 # The model and images of the {doc}`quickstart <01_quickstart>`: the
@@ -74,9 +83,15 @@ print("P(lesion) =", [round(p, 3) for p in prob[chosen].tolist()])
 # ## Four explanations of the same decisions
 
 # %%
-ig = IntegratedGradients(model).attribute(x, target=1, baselines=0.0, n_steps=16)
+ig = IntegratedGradients(model).attribute(
+    x, target=1, baselines=0.0, n_steps=16
+)
 occlusion = Occlusion(model).attribute(
-    x, target=1, sliding_window_shapes=(1, 8, 8), strides=(1, 4, 4), baselines=0.0
+    x,
+    target=1,
+    sliding_window_shapes=(1, 8, 8),
+    strides=(1, 4, 4),
+    baselines=0.0,
 )
 mp_saliency = MeaningfulPerturbation(model).attribute(
     x, target=1, reference="blur", objective="log_odds"
@@ -107,13 +122,22 @@ phase2_rule = functools.partial(
     perturb_within_mask, model, target=1, bounds=(0.0, 1.0), steps=30
 )
 baseline_rule = functools.partial(fill_with_reference, reference=0.0)
-mp_rule = functools.partial(fill_with_reference, reference=deletion_reference(x, "blur"))
+mp_rule = functools.partial(
+    fill_with_reference, reference=deletion_reference(x, "blur")
+)
 
 
 def scan(saliency, rule, normalize=True):
     candidates = default_thresholds(saliency, 8, normalize=normalize)
-    return scan_threshold(model, x, saliency, target=1, perturb=rule,
-                          thresholds=candidates, normalize=normalize)
+    return scan_threshold(
+        model,
+        x,
+        saliency,
+        target=1,
+        perturb=rule,
+        thresholds=candidates,
+        normalize=normalize,
+    )
 
 
 scans = {
@@ -124,8 +148,10 @@ scans = {
     "MP blur + its cross-fade": scan(mp_saliency, mp_rule, normalize=False),
 }
 for name, scan in scans.items():
-    print(f"{name:>26}: threshold {scan.threshold:.3g}, "
-          f"{len(scan.thresholds)} candidates scanned")
+    print(
+        f"{name:>26}: threshold {scan.threshold:.3g}, "
+        f"{len(scan.thresholds)} candidates scanned"
+    )
 
 # %% [markdown]
 # A best threshold at or above the largest normalised value (1) means an
@@ -143,12 +169,18 @@ for name, scan in scans.items():
 results = {name: (scan.masks, scan.perturbed) for name, scan in scans.items()}
 results["Regularized adversarial (ours)"] = (ours_mask, ours_j)
 
-print(f"{'method':>30} {'L0':>7} {'TV':>7} {'class.':>7} {'APE_D':>7} {'CC hit %':>9}")
+print(
+    f"{'method':>30} {'L0':>7} {'TV':>7} {'class.':>7} {'APE_D':>7} "
+    f"{'CC hit %':>9}"
+)
 for name, (masks, perturbed) in results.items():
     c = ape_d(model, x, perturbed, target=1, return_components=True)
     hits = cc_hit_rate(masks, truth)
-    print(f"{name:>30} {c.sparsity.mean():7.4f} {c.smoothness.mean():7.4f} "
-          f"{c.classification.mean():7.4f} {c.total.mean():7.4f} {hits.mean():9.1f}")
+    print(
+        f"{name:>30} {c.sparsity.mean():7.4f} {c.smoothness.mean():7.4f} "
+        f"{c.classification.mean():7.4f} {c.total.mean():7.4f} "
+        f"{hits.mean():9.1f}"
+    )
 
 # %% [markdown]
 # These are four images and small budgets, so the numbers are noisy;
@@ -164,8 +196,15 @@ for name, (masks, perturbed) in results.items():
 fig = comparison_figure(
     x,
     truth,
-    masks={"ours": ours_mask, "MP blur (mask)": scans["MP blur + its cross-fade"].masks},
-    maps={"MP blur (1 - m)": mp_saliency, "IntegratedGradients": ig, "Occlusion": occlusion},
+    masks={
+        "ours": ours_mask,
+        "MP blur (mask)": scans["MP blur + its cross-fade"].masks,
+    },
+    maps={
+        "MP blur (1 - m)": mp_saliency,
+        "IntegratedGradients": ig,
+        "Occlusion": occlusion,
+    },
 )
 fig
 
@@ -178,9 +217,11 @@ fig
 fig = zoom_figure(
     x,
     truth,
-    {"MP blur": scans["MP blur + its cross-fade"].perturbed,
-     "IG + phase 2": scans["IG + phase 2"].perturbed,
-     "ours": ours_j},
+    {
+        "MP blur": scans["MP blur + its cross-fade"].perturbed,
+        "IG + phase 2": scans["IG + phase 2"].perturbed,
+        "ours": ours_j,
+    },
     indices=(0, 1),
 )
 fig

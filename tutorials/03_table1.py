@@ -25,6 +25,11 @@
 # %matplotlib inline
 import warnings
 
+# The library's optional progress bars (tqdm.auto) warn in a notebook
+# without ipywidgets; they are off by default.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+
 import torch
 from IPython.display import Markdown, display
 
@@ -33,10 +38,14 @@ from captum_regadv.benchmark.runner import format_markdown
 from captum_regadv.benchmark.table1 import Table1Settings, run_table1
 from captum_regadv.visualization import comparison_figure, zoom_figure
 
-torch.set_num_threads(2)
-torch.manual_seed(0)
-# Captum's gradient methods note that they switch requires_grad on: expected here.
-warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
+# One thread: these models are small, and on a shared CPU two OpenMP threads
+# can be many times slower than one.
+torch.set_num_threads(1)
+_ = torch.manual_seed(0)
+# Captum's gradient methods say that they switch requires_grad on: expected.
+warnings.filterwarnings(
+    "ignore", message="Input Tensor .* did not already require gradients"
+)
 
 # %% [markdown]
 # As in the paper, only positives that the model classifies as positive are
@@ -49,7 +58,10 @@ val = config.val_data()
 prob = predict_proba(model, val.images)
 chosen = torch.nonzero((val.labels == 1) & (prob > 0.5)).flatten()[:3]
 images, truth = val.images[chosen], val.masks[chosen]
-print(f"{len(chosen)} images, P(lesion) = {[round(p, 3) for p in prob[chosen].tolist()]}")
+print(
+    f"{len(chosen)} images, "
+    f"P(lesion) = {[round(p, 3) for p in prob[chosen].tolist()]}"
+)
 
 # %% [markdown]
 # The budgets of `captum-regadv benchmark --quick`: 60 + 30 steps for this
@@ -59,9 +71,16 @@ print(f"{len(chosen)} images, P(lesion) = {[round(p, 3) for p in prob[chosen].to
 
 # %%
 settings = Table1Settings(
-    ours_steps=60, ours_phase2_steps=30, mp_steps=40, rule_steps=10, thresholds=4, ig_steps=8
+    ours_steps=60,
+    ours_phase2_steps=30,
+    mp_steps=40,
+    rule_steps=10,
+    thresholds=4,
+    ig_steps=8,
 )
-rows, outputs = run_table1(model, images, truth, settings=settings, show_progress=False)
+rows, outputs = run_table1(
+    model, images, truth, settings=settings, show_progress=False
+)
 display(Markdown(format_markdown(rows)))
 
 # %% [markdown]
@@ -77,16 +96,25 @@ display(Markdown(format_markdown(rows)))
 # the raw maps.
 
 # %%
-best_mp = min((r for r in rows if r.method.startswith("MP")), key=lambda r: r.ape_d)
-best_mp_label = f"{best_mp.method} {best_mp.l0_coeff:g}/{best_mp.tv_coeff:g}/{best_mp.tv_beta:g}"
+best_mp = min(
+    (r for r in rows if r.method.startswith("MP")), key=lambda r: r.ape_d
+)
+best_mp_label = (
+    f"{best_mp.method} "
+    f"{best_mp.l0_coeff:g}/{best_mp.tv_coeff:g}/{best_mp.tv_beta:g}"
+)
 print("lowest APE_D among the MP rows:", best_mp_label)
 fig = comparison_figure(
     images,
     truth,
-    masks={"ours (defaults)": outputs["ours (defaults)"].masks,
-           f"{best_mp_label}": outputs[best_mp_label].masks},
-    maps={"IntegratedGradients": outputs["IntegratedGradients"].saliency,
-          "Occlusion": outputs["Occlusion"].saliency},
+    masks={
+        "ours (defaults)": outputs["ours (defaults)"].masks,
+        f"{best_mp_label}": outputs[best_mp_label].masks,
+    },
+    maps={
+        "IntegratedGradients": outputs["IntegratedGradients"].saliency,
+        "Occlusion": outputs["Occlusion"].saliency,
+    },
 )
 fig
 
@@ -94,8 +122,10 @@ fig
 fig = zoom_figure(
     images,
     truth,
-    {"MP blur 6/120/1": outputs["MP blur 6/120/1"].perturbed,
-     "MP min 6/120/1": outputs["MP min 6/120/1"].perturbed,
-     "ours (defaults)": outputs["ours (defaults)"].perturbed},
+    {
+        "MP blur 6/120/1": outputs["MP blur 6/120/1"].perturbed,
+        "MP min 6/120/1": outputs["MP min 6/120/1"].perturbed,
+        "ours (defaults)": outputs["ours (defaults)"].perturbed,
+    },
 )
 fig

@@ -26,6 +26,12 @@
 
 # %%
 # %matplotlib inline
+import warnings
+
+# The library's optional progress bars (tqdm.auto) warn in a notebook
+# without ipywidgets; they are off by default.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -33,8 +39,10 @@ from torch import nn
 
 from captum_regadv import RegularizedAdversarial, ape_d, cc_hit_rate
 
-torch.set_num_threads(2)
-torch.manual_seed(0)
+# One thread: these models are small, and on a shared CPU two OpenMP threads
+# can be many times slower than one.
+torch.set_num_threads(1)
+_ = torch.manual_seed(0)
 
 # %% [markdown]
 # ## A tabular model
@@ -44,7 +52,16 @@ torch.manual_seed(0)
 # second.
 
 # %%
-features = ["age", "marker_a", "weight", "pressure", "marker_b", "glucose", "heart_rate", "bmi"]
+features = [
+    "age",
+    "marker_a",
+    "weight",
+    "pressure",
+    "marker_b",
+    "glucose",
+    "heart_rate",
+    "bmi",
+]
 generator = torch.Generator().manual_seed(0)
 records = torch.rand(2000, len(features), generator=generator)
 labels = (records[:, 1] + records[:, 4] > 1.1).long()
@@ -76,7 +93,10 @@ with torch.no_grad():
     p_after = torch.softmax(mlp(perturbed), 1)[:, 1]
 for k in range(len(rows)):
     chosen = [features[f] for f in torch.nonzero(mask[k]).flatten().tolist()]
-    print(f"record {int(rows[k]):4d}: P {p[rows[k]]:.3f} -> {p_after[k]:.3f}, mask = {chosen}")
+    print(
+        f"record {int(rows[k]):4d}: P {p[rows[k]]:.3f} -> {p_after[k]:.3f}, "
+        f"mask = {chosen}"
+    )
 
 # %% [markdown]
 # The mask should name the two markers and nothing else. The ground truth
@@ -86,7 +106,10 @@ for k in range(len(rows)):
 # %%
 relevant = torch.zeros_like(x, dtype=torch.bool)
 relevant[:, [1, 4]] = True
-print("APE_D:", [round(v, 4) for v in ape_d(mlp, x, perturbed, target=1).tolist()])
+print(
+    "APE_D:",
+    [round(v, 4) for v in ape_d(mlp, x, perturbed, target=1).tolist()],
+)
 print("CC hit rate %:", cc_hit_rate(mask, relevant).tolist())
 
 # %%
@@ -136,12 +159,19 @@ class BumpDetector(nn.Module):
         kernel = kernel / kernel.sum()
         self.filter = nn.Conv1d(1, 1, len(k), padding=len(k) // 2)
         self.filter.weight.data = kernel.view(1, 1, -1)
-        self.filter.bias.data = torch.tensor([-0.5])  # subtract the baseline level
-        # the filter's response to a bump of the given amplitude, at its centre
-        self.register_buffer("full", amplitude * (kernel * torch.exp(-0.5 * (k / width) ** 2)).sum())
+        self.filter.bias.data = torch.tensor(
+            [-0.5]
+        )  # subtract the baseline level
+        # the filter's response at the centre of a bump of that amplitude
+        self.register_buffer(
+            "full",
+            amplitude * (kernel * torch.exp(-0.5 * (k / width) ** 2)).sum(),
+        )
 
     def forward(self, x):
-        response = self.filter(x).amax(dim=2)[:, 0] / self.full  # about 1 on a bump, 0 without
+        response = (
+            self.filter(x).amax(dim=2)[:, 0] / self.full
+        )  # about 1 on a bump, 0 without
         logit = 14.0 * (response - 0.5)
         return torch.stack([torch.zeros_like(logit), logit], dim=1)
 
@@ -149,7 +179,13 @@ class BumpDetector(nn.Module):
 detector = BumpDetector().eval()
 signals, truth = make_signals(4, seed=1)
 with torch.no_grad():
-    print("P(bump) =", [round(v, 3) for v in torch.softmax(detector(signals), 1)[:, 1].tolist()])
+    print(
+        "P(bump) =",
+        [
+            round(v, 3)
+            for v in torch.softmax(detector(signals), 1)[:, 1].tolist()
+        ],
+    )
 
 # %% [markdown]
 # Exactly the same call:
@@ -159,20 +195,58 @@ mask_ts, perturbed_ts = RegularizedAdversarial(detector).attribute(
     signals, target=1, bounds=(0.0, 1.0), return_perturbed=True
 )
 with torch.no_grad():
-    print("P(bump) after:", [round(v, 3) for v in torch.softmax(detector(perturbed_ts), 1)[:, 1].tolist()])
-print("APE_D:", [round(v, 4) for v in ape_d(detector, signals, perturbed_ts, target=1).tolist()])
+    print(
+        "P(bump) after:",
+        [
+            round(v, 3)
+            for v in torch.softmax(detector(perturbed_ts), 1)[:, 1].tolist()
+        ],
+    )
+print(
+    "APE_D:",
+    [
+        round(v, 4)
+        for v in ape_d(detector, signals, perturbed_ts, target=1).tolist()
+    ],
+)
 print("CC hit rate %:", cc_hit_rate(mask_ts, truth).tolist())
 
 # %%
 fig = Figure(figsize=(10, 4.2))
 axes = fig.subplots(2, 2, sharex=True, sharey=True).flatten()
 for k, ax in enumerate(axes):
-    ax.fill_between(t.numpy(), 0, 1, where=truth[k, 0].numpy(), color="lime", alpha=0.25,
-                    label="bump (ground truth)")
-    ax.fill_between(t.numpy(), 0, 1, where=mask_ts[k, 0].bool().numpy(), color="red", alpha=0.3,
-                    label="mask")
-    ax.plot(t.numpy(), signals[k, 0].numpy(), color="black", linewidth=0.8, label="input I")
-    ax.plot(t.numpy(), perturbed_ts[k, 0].numpy(), color="tab:blue", linewidth=0.8, label="J")
+    ax.fill_between(
+        t.numpy(),
+        0,
+        1,
+        where=truth[k, 0].numpy(),
+        color="lime",
+        alpha=0.25,
+        label="bump (ground truth)",
+    )
+    ax.fill_between(
+        t.numpy(),
+        0,
+        1,
+        where=mask_ts[k, 0].bool().numpy(),
+        color="red",
+        alpha=0.3,
+        label="mask",
+    )
+    ax.plot(
+        t.numpy(),
+        signals[k, 0].numpy(),
+        color="black",
+        linewidth=0.8,
+        label="input I",
+    )
+    ax.plot(
+        t.numpy(),
+        perturbed_ts[k, 0].numpy(),
+        color="tab:blue",
+        linewidth=0.8,
+        label="J",
+    )
     ax.set_ylim(0.3, 0.95)
 axes[0].legend(fontsize=7, loc="upper right")
 fig.tight_layout()
