@@ -36,19 +36,29 @@ def batch(n: int, size: int, device: torch.device, seed: int = 0) -> torch.Tenso
     return torch.rand(n, 1, size, size, generator=g).to(device)
 
 
-def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Best wall time of ``repeats`` calls (after one warm-up call)."""
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def best_times(
+    fns: list[Callable[[], object]], repeats: int, device: torch.device
+) -> list[float]:
+    """Best wall time of each function over ``repeats`` rounds, run interleaved
+    (a, b, a, b, ...) after one warm-up call each, so that load from other
+    processes hits both alike."""
+    for fn in fns:
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            best[k] = min(best[k], _timed(fn, device))
+    return best
 
 
 def bare_loop(model: torch.nn.Module, x: torch.Tensor, steps: int) -> Callable[[], None]:

@@ -7,7 +7,7 @@ Prints the ratio attribute() / bare loop, measured side by side (goal <= 1.10).
 
 from __future__ import annotations
 
-from _common import batch, best_time, bare_loop, model_on, parser, setup
+from _common import bare_loop, batch, best_times, model_on, parser, setup
 
 from captum_regadv import RegularizedAdversarial
 
@@ -28,8 +28,7 @@ def main() -> None:
     def ours() -> None:
         ra.attribute(x, target=1, steps=args.steps, phase2_steps=args.phase2_steps, bounds=(0.0, 1.0))
 
-    t_bare = best_time(bare_loop(model, x, k), args.repeats, device)
-    t_ours = best_time(ours, args.repeats, device)
+    t_bare, t_ours = best_times([bare_loop(model, x, k), ours], args.repeats, device)
     print(f"device={device} batch={args.n}x1x{args.size}x{args.size} K={k} steps")
     print(f"bare forward+backward loop: {t_bare:.3f} s ({1000 * t_bare / k:.1f} ms/step)")
     print(f"RegularizedAdversarial:     {t_ours:.3f} s ({1000 * t_ours / k:.1f} ms/step)")

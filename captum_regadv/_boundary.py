@@ -165,6 +165,7 @@ def resolve_tv_dims(tv_dims: TvDims, inputs: tuple[Tensor, ...]) -> tuple[tuple[
 
 
 def _bound_tensor(value: BoundValue, like: Tensor, name: str) -> Tensor | None:
+    """The bound as a tensor that broadcasts to ``like`` (not expanded: no copy)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
@@ -173,12 +174,18 @@ def _bound_tensor(value: BoundValue, like: Tensor, name: str) -> Tensor | None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite")
     try:
-        return t.expand_as(like)
+        torch.broadcast_shapes(t.shape, like.shape)
+        if t.dim() > like.dim():
+            raise RuntimeError
     except RuntimeError:
         raise ValueError(
             f"{name} of shape {tuple(t.shape)} does not broadcast to the input shape "
             f"{tuple(like.shape)}"
         ) from None
+    t = t.reshape((1,) * (like.dim() - t.dim()) + tuple(t.shape))
+    if t.shape[0] != like.shape[0]:
+        t = t.expand((like.shape[0],) + tuple(t.shape[1:])) if t.shape[0] != 1 else t
+    return t
 
 
 def _is_pair(value: Any) -> bool:
@@ -189,7 +196,11 @@ def _is_pair(value: Any) -> bool:
 
 
 def resolve_bounds(bounds: Bounds, inputs: tuple[Tensor, ...]) -> tuple[tuple[Tensor, Tensor], ...]:
-    """Lower and upper bound tensors, expanded to each input's shape.
+    """Lower and upper bound tensors that broadcast to each input's shape.
+
+    Each bound has the input's number of dims and a first dim of 1 (shared by
+    the batch) or ``N`` (per example), so ``bound[rows]`` is only needed in the
+    latter case (see :func:`bound_rows`).
 
     ``bounds`` is ``None`` (each example's own min and max, per input tensor),
     one pair ``(low, high)`` of floats or broadcastable tensors for every
@@ -220,9 +231,9 @@ def resolve_bounds(bounds: Bounds, inputs: tuple[Tensor, ...]) -> tuple[tuple[Te
         high = _bound_tensor(high_v, t, f"{label} upper")
         flat = t.detach().flatten(1)
         if low is None:
-            low = flat.min(1).values.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+            low = flat.min(1).values.view((-1,) + (1,) * (t.dim() - 1))
         if high is None:
-            high = flat.max(1).values.view((-1,) + (1,) * (t.dim() - 1)).expand_as(t)
+            high = flat.max(1).values.view((-1,) + (1,) * (t.dim() - 1))
         if bool((low > high).any()):
             raise ValueError(f"{label}: lower bound exceeds upper bound")
         if bool(((t < low) | (t > high)).any()):
@@ -241,3 +252,8 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> None:
 def check_optimizer(optimizer: object) -> None:
     if not callable(optimizer):
         raise TypeError("optimizer must be a torch.optim.Optimizer class (or a factory)")
+
+
+def bound_rows(bound: Tensor, rows: Tensor) -> Tensor:
+    """The rows ``rows`` of a bound from :func:`resolve_bounds` (shared bounds as they are)."""
+    return bound if bound.shape[0] == 1 else bound[rows]

@@ -7,6 +7,7 @@ from typing import Literal, Optional
 import torch
 from torch import Tensor
 
+from ._boundary import bound_rows
 from ._forward import ScoredModel
 
 Objective = Literal["log_odds", "score"]
@@ -65,6 +66,6 @@ def project_into(
     """
     for k, p in enumerate(params):
         low, high = bounds[k]
-        p.copy_(torch.minimum(torch.maximum(p, low[rows]), high[rows]))
+        p.clamp_(min=bound_rows(low, rows), max=bound_rows(high, rows))
         if frozen is not None:
             p.copy_(torch.where(frozen[k][rows], originals[k][rows], p))

@@ -20,7 +20,7 @@ tracked by git):
 
 from __future__ import annotations
 
-import shutil
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,21 @@ napoleon_attr_annotations = True
 
 # -- MyST and notebooks ----------------------------------------------------------
 
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "substitution"]
+
+
+def _defaults(function: Any) -> dict[str, str]:
+    """``{{ default_<name> }}`` substitutions: a keyword default, as inline code."""
+    parameters = inspect.signature(function).parameters.values()
+    return {
+        f"default_{p.name}": f"`{p.default!r}`"
+        for p in parameters
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+# The pages quote the defaults of the code being documented, never a copy.
+myst_substitutions = _defaults(captum_regadv.RegularizedAdversarial.attribute)
 myst_heading_anchors = 3
 
 nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}

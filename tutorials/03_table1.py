@@ -58,26 +58,19 @@ val = config.val_data()
 prob = predict_proba(model, val.images)
 chosen = torch.nonzero((val.labels == 1) & (prob > 0.5)).flatten()[:3]
 images, truth = val.images[chosen], val.masks[chosen]
-print(
-    f"{len(chosen)} images, "
-    f"P(lesion) = {[round(p, 3) for p in prob[chosen].tolist()]}"
-)
+print(len(chosen), "images, P(lesion):", prob[chosen].numpy().round(3))
 
 # %% [markdown]
 # The budgets of `captum-regadv benchmark --quick`: 60 + 30 steps for this
 # method, 40 for Meaningful Perturbation, 4 thresholds scanned per method,
-# 10 phase-2 steps for the mask rule of Captum's maps. (The package defaults
-# are 200 + 100 and 300 steps.)
+# 10 phase-2 steps for the mask rule of Captum's maps (the package defaults
+# are several times larger, see the {doc}`/api`).
 
 # %%
 settings = Table1Settings(
-    ours_steps=60,
-    ours_phase2_steps=30,
-    mp_steps=40,
-    rule_steps=10,
-    thresholds=4,
-    ig_steps=8,
-)
+    ours_steps=60, ours_phase2_steps=30, mp_steps=40,
+    rule_steps=10, thresholds=4, ig_steps=8,
+)  # fmt: skip
 rows, outputs = run_table1(
     model, images, truth, settings=settings, show_progress=False
 )
