@@ -174,7 +174,7 @@ def _bound_tensor(value: BoundValue, like: Tensor, name: str) -> Tensor | None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite")
     try:
-        torch.broadcast_shapes(t.shape, like.shape)
+        torch.broadcast_shapes(t.shape, like.shape)  # type: ignore[no-untyped-call]
         if t.dim() > like.dim():
             raise RuntimeError
     except RuntimeError:

@@ -53,6 +53,16 @@ class ScoredModel:
         class_score(output, index, score)
         return model, output
 
+    def subset(self, rows: Tensor) -> "ScoredModel":
+        """The same model restricted to the examples ``rows`` (targets and arguments sliced)."""
+        return ScoredModel(
+            self.forward_func,
+            select_examples(self.additional_args, rows, self.batch_size),
+            self.target_index[rows],
+            self.score,
+            int(rows.numel()),
+        )
+
     def output(self, inputs: tuple[Tensor, ...], rows: Tensor) -> Tensor:
         args = select_examples(self.additional_args, rows, self.batch_size)
         out = self.forward_func(*inputs, *args)

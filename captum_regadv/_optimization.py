@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 LossFn = Callable[[tuple[Tensor, ...], Tensor], Tensor]
 ProjectFn = Callable[[tuple[Tensor, ...], Tensor], None]

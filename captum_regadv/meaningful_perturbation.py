@@ -47,7 +47,7 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._captum import PerturbationAttribution, log_usage
 from ._boundary import (

@@ -29,11 +29,12 @@ model interpretability*, arXiv:1811.07311.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._captum import PerturbationAttribution, log_usage
 from ._boundary import (
@@ -43,6 +44,7 @@ from ._boundary import (
     as_tuple,
     check_inputs,
     check_number,
+    bound_rows,
     check_choice,
     check_optimizer,
     check_optional_int,
@@ -51,7 +53,7 @@ from ._boundary import (
     resolve_tv_dims,
     warn_if_training,
 )
-from ._forward import ScoredModel
+from ._forward import ScoredModel, batched_output
 from ._objectives import (
     MODES,
     OBJECTIVES,
@@ -126,6 +128,8 @@ class RegularizedAdversarial(PerturbationAttribution):
         objective: Objective = "log_odds",
         tv_dims: TvDims = None,
         mode: Mode = "destroy",
+        search_steps: int = 2,
+        search_factor: float = 0.1,
         patience: Optional[int] = None,
         rel_tol: float = 1e-3,
         internal_batch_size: Optional[int] = None,
@@ -180,6 +184,19 @@ class RegularizedAdversarial(PerturbationAttribution):
             mode: ``"destroy"`` (default; SDR, APE_D, the paper) or
                 ``"preserve"`` (SSR, APE_S): the mask is then the region kept
                 unchanged, and the classification term keeps the score.
+            search_steps: per-example search over the trade-off between the
+                classification term and the regularisers, as Carlini & Wagner's
+                attack searches its constant (destroy mode, softmax or sigmoid
+                score): an example whose phase-2 score is still >= 0.5 is
+                explained again with both weights multiplied by
+                ``search_factor`` (then its square, ...), at most
+                ``search_steps`` times, and the result with the lower score is
+                kept. The fixed paper weights do not transfer across models,
+                resolutions and input sizes (one element costs
+                ``sparsity_weight / N``); the search makes the defaults hold
+                where nobody tuned them. Default 2; 0 disables it.
+            search_factor: weight multiplier per search step, in (0, 1).
+                Default 0.1.
             patience: per-example early stopping: an example stops (and leaves
                 the batch) when its loss has not improved by ``rel_tol`` for
                 ``patience`` steps. ``None`` (default) runs all steps.
@@ -216,6 +233,10 @@ class RegularizedAdversarial(PerturbationAttribution):
         check_number(rel_tol, "rel_tol", minimum=0.0)
         check_optional_int(patience, "patience")
         check_optional_int(internal_batch_size, "internal_batch_size")
+        check_number(search_steps, "search_steps", minimum=0, integer=True)
+        check_number(search_factor, "search_factor", minimum=0.0, strict=True)
+        if search_factor >= 1:
+            raise ValueError(f"search_factor must be < 1, got {search_factor}")
         check_optimizer(optimizer)
         check_score(score)
         check_choice(objective, "objective", OBJECTIVES)
@@ -233,12 +254,9 @@ class RegularizedAdversarial(PerturbationAttribution):
                 target,
                 score,
             )
-            masks, perturbed = self._explain(
-                model,
-                originals,
-                output,
-                value_bounds,
-                dims,
+            explain = functools.partial(
+                self._explain,
+                dims=dims,
                 sparsity_weight=float(sparsity_weight),
                 tv_weight=float(tv_weight),
                 gamma=float(gamma),
@@ -255,6 +273,31 @@ class RegularizedAdversarial(PerturbationAttribution):
                 internal_batch_size=internal_batch_size,
                 show_progress=show_progress,
             )
+            masks, perturbed, steps_run = explain(model, originals, output, value_bounds, 1.0)
+            if mode == "destroy" and score != "identity" and phase2_steps > 0:
+                for attempt in range(1, search_steps + 1):
+                    failed = torch.nonzero(
+                        self._scores(model, perturbed, internal_batch_size) >= 0.5
+                    ).flatten()
+                    if failed.numel() == 0:
+                        break
+                    sub_masks, sub_perturbed, sub_steps = explain(
+                        model.subset(failed),
+                        tuple(o[failed] for o in originals),
+                        output[failed],
+                        tuple((bound_rows(lo, failed), bound_rows(hi, failed)) for lo, hi in value_bounds),
+                        search_factor**attempt,
+                    )
+                    old = self._scores(model.subset(failed), tuple(p[failed] for p in perturbed), internal_batch_size)
+                    new = self._scores(model.subset(failed), sub_perturbed, internal_batch_size)
+                    better = failed[new < old]
+                    keep = (new < old).nonzero().flatten()
+                    for k in range(len(originals)):
+                        masks[k][better] = sub_masks[k][keep]
+                        perturbed[k][better] = sub_perturbed[k][keep]
+                    steps_run[failed] += sub_steps
+        #: updates run per example by the last call (all phases and searches), shape (N,)
+        self.last_steps = steps_run
         mask_out: TensorOrTuple = masks if is_tuple else masks[0]
         if not return_perturbed:
             return mask_out
@@ -267,8 +310,9 @@ class RegularizedAdversarial(PerturbationAttribution):
         originals: tuple[Tensor, ...],
         output: Tensor,
         bounds: tuple[tuple[Tensor, Tensor], ...],
-        dims: tuple[tuple[int, ...], ...],
+        weight_scale: float,
         *,
+        dims: tuple[tuple[int, ...], ...],
         sparsity_weight: float,
         tv_weight: float,
         gamma: float,
@@ -284,7 +328,14 @@ class RegularizedAdversarial(PerturbationAttribution):
         rel_tol: float,
         internal_batch_size: Optional[int],
         show_progress: bool,
-    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+        """Phases 1 and 2 with the regularisers' weights multiplied by ``weight_scale``.
+
+        Returns the masks (in the inputs' dtype), the perturbed inputs and the
+        updates run per example.
+        """
+        sparsity_weight *= weight_scale
+        tv_weight *= weight_scale
         n = originals[0].shape[0]
         n_elements = sum(t[0].numel() for t in originals)
         reference = reference_value(model, output, objective) if mode == "preserve" else None
@@ -370,12 +421,19 @@ class RegularizedAdversarial(PerturbationAttribution):
                 )
             perturbed = phase2.best
             steps_run = steps_run + phase2.steps_run
-        #: updates run per example by the last call (both phases), shape (N,)
-        self.last_steps = steps_run
         return (
             tuple(m.to(o.dtype) for m, o in zip(masks, originals)),
             tuple(p.detach().clone() for p in perturbed),
+            steps_run,
         )
+
+    @staticmethod
+    def _scores(
+        model: ScoredModel, inputs: tuple[Tensor, ...], chunk: Optional[int]
+    ) -> Tensor:
+        """``M(J)_i`` of every example of ``inputs`` (the examples of ``model``)."""
+        out = batched_output(model.forward_func, inputs, model.additional_args, chunk)
+        return model.score_of(out, torch.arange(out.shape[0], device=out.device))
 
     def has_convergence_delta(self) -> bool:
         return False

@@ -612,27 +612,38 @@ def cascade_figure(
                 raise ValueError(f"similarity must be one of {SIMILARITIES}, got {s!r}")
     labels = ["original", *layers]
     x = np.arange(len(labels))
-    width = max(4.0, 0.45 * len(labels))
+    width = max(4.0, 0.38 * len(labels))
     fig = Figure(figsize=(width * len(panels), 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, similarity in zip(axes, panels):
-        for name, result in named.items():
+        lowest = 0.0
+        for index, (name, result) in enumerate(named.items()):
             value = result.values(similarity)
             if value is None:
                 continue
+            color = f"C{index % 10}"  # one colour per method in every panel
             mean = np.concatenate([[1.0], value.nanmean(1).numpy()])
             finite = torch.where(torch.isnan(value), value.nanmean(1, keepdim=True), value)
             std = np.concatenate([[0.0], finite.std(1, correction=0).numpy()])
-            (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name or None)
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.plot(x, mean, marker="o", markersize=3, color=color, label=name or None)
+            ax.fill_between(
+                x, np.clip(mean - std, -1, 1), np.clip(mean + std, -1, 1),
+                color=color, alpha=0.15, linewidth=0,
+            )
+            lowest = min(lowest, float(np.nanmin(mean)))
         ax.axhline(0.0, color="gray", linewidth=0.6, linestyle=":")
         ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
-        ax.set_ylim(-1.05 if similarity == "rank_correlation" else -0.05, 1.05)
+        ax.set_ylim(-1.05 if similarity == "rank_correlation" else lowest - 0.05, 1.05)
         ax.set_title(_TITLES[similarity], fontsize=9)
         ax.set_xlabel("cascading randomisation (from the top)", fontsize=8)
         ax.set_ylabel("similarity to the trained model", fontsize=8)
     if any(name for name in named) and len(axes):
-        axes[-1].legend(fontsize=7, loc="best")
+        # one legend for the figure, outside the panels, from the panel with the most
+        # methods (the IoU panel may have only the mask methods)
+        handles, names = max(
+            (a.get_legend_handles_labels() for a in axes), key=lambda hl: len(hl[1])
+        )
+        fig.legend(handles, names, fontsize=7, loc="outside right upper")
     if title:
         fig.suptitle(title)
     return fig

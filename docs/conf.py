@@ -77,7 +77,9 @@ mathjax_path = "mathjax/tex-chtml.js"  # relative: served from _static/
 # -- autodoc / napoleon --------------------------------------------------------
 
 autodoc_default_options = {"member-order": "bysource"}
-autodoc_typehints = "signature"
+# The Args blocks state the accepted types in words; the expanded unions of the
+# type aliases would make every signature a paragraph.
+autodoc_typehints = "none"
 autodoc_class_signature = "mixed"
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True
@@ -110,6 +112,7 @@ nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_execution_timeout = 180  # seconds per cell
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # markdown outputs may hold tables
 nb_ipywidgets_js: dict[str, dict[str, str]] = {}  # no CDN scripts, ever
 
 # -- HTML ------------------------------------------------------------------------
@@ -123,7 +126,8 @@ html_theme_options = {
     "sidebar_width": "230px",
     "fixed_sidebar": True,
 }
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_show_sourcelink = False
 
 

@@ -317,3 +317,29 @@ def test_repr_and_captum_properties(image_case):
     assert "RegularizedAdversarial" in repr(ra)
     assert not ra.has_convergence_delta()
     assert not ra.multiplies_by_inputs
+
+
+def test_search_rescues_examples_the_fixed_weights_leave_unexplained():
+    # 6 features: one element costs sparsity_weight / 6, far more than the class term
+    region = (slice(1, 3),)
+    model = RegionModel(region_weight((6,), region), bias=0.5).eval()
+    x = 0.1 * torch.ones(3, 6)
+    x[:, 1:3] = 0.8
+    no_search, j0 = RegularizedAdversarial(model).attribute(
+        x, target=1, bounds=(0.0, 1.0), search_steps=0, return_perturbed=True
+    )
+    assert float(no_search.sum()) == 0 and bool((prob1(model, j0) > 0.5).all())
+    ra = RegularizedAdversarial(model)
+    mask, j = ra.attribute(x, target=1, bounds=(0.0, 1.0), return_perturbed=True)
+    assert bool((mask.sum(1) > 0).all()) and not bool(mask[:, [0, 3, 4, 5]].any())
+    assert bool((prob1(model, j) < 0.5).all())
+    assert bool((ra.last_steps > 300).all())  # the search ran again
+
+
+def test_search_leaves_successful_examples_alone(image_case):
+    model, x, _ = image_case
+    a = RegularizedAdversarial(model).attribute(x, target=1, **FAST)
+    b = RegularizedAdversarial(model).attribute(x, target=1, search_steps=0, **FAST)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="search_factor"):
+        RegularizedAdversarial(model).attribute(x, target=1, search_factor=1.5)

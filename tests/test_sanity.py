@@ -319,6 +319,10 @@ def test_cascade_figure_draws_one_line_per_method(tmp_path):
     xs, ys = rank_axis.get_lines()[0].get_data()
     assert len(xs) == 1 + len(LAYERS) and ys[0] == 1.0
     assert [t.get_text() for t in rank_axis.get_xticklabels()] == ["original", *LAYERS]
+    # one figure legend naming every method; a method keeps its colour in every panel
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["input", "gradient"]
+    iou_axis = fig.axes[2]
+    assert [line.get_color() for line in iou_axis.get_lines()[:1]] == [rank_axis.get_lines()[0].get_color()]
     path = tmp_path / "cascade.png"
     fig.savefig(path)
     assert path.stat().st_size > 0

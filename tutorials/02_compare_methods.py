@@ -126,9 +126,14 @@ def scan(saliency, rule, normalize=True):
     """The best of eight thresholds for the whole set, J by `rule`."""
     candidates = default_thresholds(saliency, 8, normalize=normalize)
     return scan_threshold(
-        model, x, saliency, target=1, perturb=rule,
-        thresholds=candidates, normalize=normalize,
-    )  # fmt: skip
+        model,
+        x,
+        saliency,
+        target=1,
+        perturb=rule,
+        thresholds=candidates,
+        normalize=normalize,
+    )
 
 
 scans = {
@@ -191,8 +196,10 @@ fig
 
 # %% [markdown]
 # The paper's Figure 2: a zoom on each lesion, with each method's perturbed
-# input and its difference $J - I$. This method changes a small, well
-# localised "adversarial patch"; Meaningful Perturbation can only blur.
+# input and its difference $J - I$ (blue: darker, red: brighter). Meaningful
+# Perturbation can only blend each pixel towards its reference (here the
+# blurred image); this method and the phase-2 rule may move a pixel either
+# way within the bounds, an "adversarial patch".
 
 # %%
 fig = zoom_figure(

@@ -68,9 +68,13 @@ print(len(chosen), "images, P(lesion):", prob[chosen].numpy().round(3))
 
 # %%
 settings = Table1Settings(
-    ours_steps=60, ours_phase2_steps=30, mp_steps=40,
-    rule_steps=10, thresholds=4, ig_steps=8,
-)  # fmt: skip
+    ours_steps=60,
+    ours_phase2_steps=30,
+    mp_steps=40,
+    rule_steps=10,
+    thresholds=4,
+    ig_steps=8,
+)
 rows, outputs = run_table1(
     model, images, truth, settings=settings, show_progress=False
 )

@@ -179,9 +179,12 @@ print("P(bump):", p_bump(signals))
 
 # %%
 mask_ts, perturbed_ts = RegularizedAdversarial(detector).attribute(
-    signals, target=1, bounds=(0.0, 1.0), sparsity_weight=6.0,
+    signals,
+    target=1,
+    bounds=(0.0, 1.0),
+    sparsity_weight=6.0,
     return_perturbed=True,
-)  # fmt: skip
+)
 print("P(bump) after:", p_bump(perturbed_ts))
 apes = ape_d(detector, signals, perturbed_ts, target=1)
 print("APE_D:", apes.numpy().round(4))
@@ -200,8 +203,9 @@ for k, ax in enumerate(axes):
     ax.set_ylim(0.3, 0.95)
 axes[0].legend(
     ["bump (ground truth)", "mask", "input I", "perturbed J"],
-    fontsize=7, loc="upper right",
-)  # fmt: skip
+    fontsize=7,
+    loc="upper right",
+)
 fig.tight_layout()
 fig
 

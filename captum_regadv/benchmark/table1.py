@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from captum.attr import IntegratedGradients, Occlusion, Saliency
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..mask_rules import fill_with_reference, perturb_within_mask, scan_threshold
 from ..meaningful_perturbation import MeaningfulPerturbation, ReferenceKind, deletion_reference
