@@ -367,9 +367,8 @@ class MeaningfulPerturbation(PerturbationAttribution):
                 Default 1. The paper's settings of
                 ``(l1_weight, tv_weight, tv_beta)`` are ``(0.01, 0.2, 1)``,
                 ``(0.01, 0.2, 3)``, ``(6, 120, 1)`` and ``(40, 120, 1)``; the
-                default is the ``(6, 120, 1)`` row, the same weights as the
-                defaults of :class:`~captum_regadv.RegularizedAdversarial`, so
-                that the two methods compare at equal regularisation.
+                default is the ``(6, 120, 1)`` row (the benchmark runs all
+                four).
             steps: Adam updates, >= 1. Default 300: the same number of
                 forward/backward passes as the core method's defaults
                 (200 + 100).

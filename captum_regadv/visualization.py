@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-
-import numpy as np  # noqa: E402
-from captum.attr import visualization as captum_viz  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.colors
+import numpy as np
+from captum.attr import visualization as captum_viz
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
 
 __all__ = ["show_mask", "comparison_figure", "zoom_figure"]
 
@@ -88,6 +85,10 @@ def comparison_figure(
         for c, (name, mask) in enumerate(masks.items(), start=1):
             show_mask(axes[r][c], images[r], mask[r], truth=truth[r], title=name if r == 0 else "")
         for c, (name, attr) in enumerate(maps.items(), start=1 + len(masks)):
+            if not bool(attr[r].abs().max() > 0):
+                # Captum cannot normalise an all-zero map: draw the image alone
+                show_mask(axes[r][c], images[r], title=(name + " (all zero)") if r == 0 else "")
+                continue
             captum_viz.visualize_image_attr(
                 _hwc(attr[r]),
                 _hwc(images[r]),

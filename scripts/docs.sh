@@ -6,7 +6,7 @@
 # Usage: bash scripts/docs.sh [extra sphinx-build options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh test,docs   # idempotent: a no-op once .venv is set up
+bash scripts/install.sh test,docs,quantus   # idempotent: a no-op once .venv is set up
 . .venv/bin/activate
 export MPLBACKEND=Agg
 export CAPTUM_REGADV_CACHE="${CAPTUM_REGADV_CACHE:-$PWD/.cache/captum_regadv}"
