@@ -37,7 +37,7 @@ def main() -> None:
             torch.cuda.synchronize()
         start = time.perf_counter()
         ra.attribute(x, target=1, steps=args.steps, phase2_steps=args.phase2_steps,
-                     bounds=(0.0, 1.0), internal_batch_size=bs)
+                     bounds=(0.0, 1.0), internal_batch_size=bs, search_steps=0)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

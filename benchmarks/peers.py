@@ -35,7 +35,9 @@ def main() -> None:
     print(f"device={device} threads={torch.get_num_threads()}")
     for size in (64, 128):
         x = batch(args.n, size, device)
-        t_ra, _ = timed(lambda: RegularizedAdversarial(model).attribute(x, target=1, bounds=(0.0, 1.0)))
+        t_ra, _ = timed(
+            lambda: RegularizedAdversarial(model).attribute(x, target=1, bounds=(0.0, 1.0), search_steps=0)
+        )
         t_occ, _ = timed(
             lambda: Occlusion(model).attribute(
                 x, target=1, sliding_window_shapes=(1, 1, 1), strides=(1, 1, 1),
@@ -53,7 +55,9 @@ def main() -> None:
     idx = torch.nonzero((val.labels == 1) & (probs > 0.5)).flatten()[: args.n]
     x = val.images[idx].to(device)
     t_ra, (m_ra, j_ra) = timed(
-        lambda: RegularizedAdversarial(trained).attribute(x, target=1, bounds=(0.0, 1.0), return_perturbed=True)
+        lambda: RegularizedAdversarial(trained).attribute(
+            x, target=1, bounds=(0.0, 1.0), return_perturbed=True, search_steps=0
+        )
     )
     t_mp, (s_mp, j_mp) = timed(
         lambda: MeaningfulPerturbation(trained).attribute(

@@ -77,9 +77,11 @@ def minimize_per_example(
         lr: step size.
         steps: maximum number of updates per example.
         patience: stop an example when its loss has not improved by more
-            than ``rel_tol`` (relative) for this many consecutive steps;
+            than ``rel_tol * max(|best loss|, 1)`` for this many consecutive
+            steps (relative for large losses, absolute below 1: a probability
+            that drops from 1e-4 to 1e-5 is not progress worth a step);
             ``None`` runs every example for ``steps`` updates.
-        rel_tol: relative improvement that resets the patience counter.
+        rel_tol: the improvement that resets the patience counter.
         batch_size: at most this many examples are optimised at once
             (``None``: all); chunks are independent, so results do not
             depend on it.
@@ -110,7 +112,8 @@ def minimize_per_example(
                 prev = best_loss[rows]
                 improved = torch.isfinite(loss) & (loss < prev)
                 significant = improved & (
-                    ~torch.isfinite(prev) | (prev - loss > rel_tol * prev.abs())
+                    ~torch.isfinite(prev)
+                    | (prev - loss > rel_tol * torch.clamp(prev.abs(), min=1.0))
                 )
                 for b, p in zip(best, params):
                     b[rows] = torch.where(

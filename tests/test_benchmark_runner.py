@@ -11,7 +11,7 @@ import pytest
 from captum_regadv.benchmark.table1 import PAPER_MP_SETTINGS, PAPER_OURS_SETTINGS
 from captum_regadv.cli import main
 
-NUMERIC = ("l0", "tv", "classification", "ape_d", "cc_hit_rate", "seconds_per_image")
+NUMERIC = ("l0", "tv", "classification", "ape_d", "cc_hit_rate", "images_hit", "seconds_per_image")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_quick_benchmark_has_every_row_and_finite_columns(quick_run):
         for column in NUMERIC:
             assert math.isfinite(r[column]), (r["method"], column)
         assert 0.0 <= r["l0"] <= 1.0 and 0.0 <= r["classification"] <= 1.0
-        assert 0.0 <= r["cc_hit_rate"] <= 100.0
+        assert 0.0 <= r["cc_hit_rate"] <= 100.0 and 0.0 <= r["images_hit"] <= 100.0
         assert r["ape_d"] == pytest.approx(r["l0"] + r["tv"] + r["classification"])
     with open(out / "table.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == len(rows)
