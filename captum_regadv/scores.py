@@ -152,6 +152,14 @@ def _target_mask(output: Tensor, index: Tensor) -> Tensor:
     return mask
 
 
+def _check_softmax(output: Tensor) -> None:
+    if output.shape[1] < 2:
+        raise ValueError(
+            "score='softmax' needs at least 2 classes; use 'sigmoid' or 'identity' "
+            "for a model with one output"
+        )
+
+
 def class_score(output: Tensor, index: Tensor, score: Score) -> Tensor:
     r"""``M(J)_i`` for every example: shape ``(N,)``.
 
@@ -161,11 +169,7 @@ def class_score(output: Tensor, index: Tensor, score: Score) -> Tensor:
         tensor([0.5000])
     """
     if score == "softmax":
-        if output.shape[1] < 2:
-            raise ValueError(
-                "score='softmax' needs at least 2 classes; use 'sigmoid' or 'identity' "
-                "for a model with one output"
-            )
+        _check_softmax(output)
         return _select(torch.softmax(output, dim=1), index)
     if score == "sigmoid":
         return torch.sigmoid(_select(output, index))
@@ -184,11 +188,7 @@ def class_log_odds(output: Tensor, index: Tensor, score: Score) -> Tensor:
         tensor([3.])
     """
     if score == "softmax":
-        if output.shape[1] < 2:
-            raise ValueError(
-                "score='softmax' needs at least 2 classes; use 'sigmoid' or 'identity' "
-                "for a model with one output"
-            )
+        _check_softmax(output)
         others = output.masked_fill(_target_mask(output, index), float("-inf"))
         lse = torch.logsumexp(others, dim=1, keepdim=True).expand_as(output)
         return _select(output - lse, index)

@@ -6,10 +6,7 @@
 # Usage: bash scripts/docs.sh [extra sphinx-build options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh test,docs,quantus   # idempotent: a no-op once .venv is set up
-. .venv/bin/activate
-export MPLBACKEND=Agg
-export CAPTUM_REGADV_CACHE="${CAPTUM_REGADV_CACHE:-$PWD/.cache/captum_regadv}"
+. scripts/env.sh
 export PYDEVD_DISABLE_FILE_VALIDATION=1   # quiet the kernels' debugger warning
 start=$SECONDS
 sphinx-build -W --keep-going -b html "$@" docs docs/_build/html

@@ -3,8 +3,5 @@
 # built-in generated data. Extra arguments go to `captum-regadv benchmark`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh test,docs,quantus
-. .venv/bin/activate
-export MPLBACKEND=Agg
-export CAPTUM_REGADV_CACHE="${CAPTUM_REGADV_CACHE:-$PWD/.cache/captum_regadv}"
+. scripts/env.sh
 captum-regadv benchmark --out results/benchmark "$@"
