@@ -156,7 +156,7 @@ def perturb_within_mask(
     additional_forward_args: Any = None,
     *,
     steps: int = 100,
-    lr: float = 0.02,
+    lr: float = 0.05,
     optimizer: OptimizerClass = torch.optim.Adam,
     bounds: Bounds = None,
     score: Score = "softmax",
