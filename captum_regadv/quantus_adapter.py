@@ -33,7 +33,7 @@ Example (with Quantus installed)::
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Protocol, Union
+from typing import Any, Literal, Protocol, Union
 
 import numpy as np
 import torch

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -322,3 +322,28 @@ def segment_distance(
     dist_sq = (dr * dr + dc * dc).min(0).values
     out[r0:r1, c0:c1] = dist_sq.sqrt().reshape(sub_rows.shape)
     return out
+
+
+DrawFn = Callable[[int, bool, torch.Generator], tuple[Tensor, Tensor]]
+
+
+def generate(
+    name: str, draw: DrawFn, n: int, *, size: int, positive_fraction: float, seed: int
+) -> BenchmarkDataset:
+    """Draw ``n`` images with ``draw(size, positive, generator) -> (image, mask)``.
+
+    The shared loop of the generators: one seeded generator, shuffled labels,
+    then one image after another on a single thread (bit-identical data for a
+    seed whatever the core count).
+    """
+    check_size(size)
+    generator = torch.Generator().manual_seed(seed)
+    labels = shuffled_labels(n, positive_fraction, generator)
+    images = torch.empty(n, 1, size, size, dtype=torch.float32)
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    with single_thread():
+        for index in range(n):
+            image, mask = draw(size, bool(labels[index]), generator)
+            images[index, 0] = image
+            masks[index, 0] = mask
+    return BenchmarkDataset(images=images, labels=labels, masks=masks, name=name)

@@ -40,14 +40,12 @@ import torch
 from torch import Tensor
 
 from .datasets import (
+    generate,
     BenchmarkDataset,
-    check_size,
     pixel_grid,
     randint,
     screen,
     segment_distance,
-    shuffled_labels,
-    single_thread,
     smooth_noise,
     uniform,
 )
@@ -94,17 +92,9 @@ def make_lesion_dataset(
         >>> [bool(m.any()) for m in ds.masks]
         [True, False]
     """
-    check_size(size)
-    generator = torch.Generator().manual_seed(seed)
-    labels = shuffled_labels(n, positive_fraction, generator)
-    images = torch.empty(n, 1, size, size, dtype=torch.float32)
-    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
-    with single_thread():
-        for index in range(n):
-            image, mask = _draw_image(size, bool(labels[index]), generator)
-            images[index, 0] = image
-            masks[index, 0] = mask
-    return BenchmarkDataset(images=images, labels=labels, masks=masks, name="lesions")
+    return generate(
+        "lesions", _draw_image, n, size=size, positive_fraction=positive_fraction, seed=seed
+    )
 
 
 def _draw_image(

@@ -26,13 +26,11 @@ import torch
 from torch import Tensor
 
 from .datasets import (
+    generate,
     BenchmarkDataset,
-    check_size,
     pixel_grid,
     randint,
     screen,
-    shuffled_labels,
-    single_thread,
     smooth_noise,
     uniform,
 )
@@ -77,17 +75,9 @@ def make_shapes_dataset(
         >>> [bool(m.any()) for m in ds.masks]
         [True, False]
     """
-    check_size(size)
-    generator = torch.Generator().manual_seed(seed)
-    labels = shuffled_labels(n, positive_fraction, generator)
-    images = torch.empty(n, 1, size, size, dtype=torch.float32)
-    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
-    with single_thread():
-        for index in range(n):
-            image, mask = draw_shapes_image(size, bool(labels[index]), generator)
-            images[index, 0] = image
-            masks[index, 0] = mask
-    return BenchmarkDataset(images=images, labels=labels, masks=masks, name="shapes")
+    return generate(
+        "shapes", draw_shapes_image, n, size=size, positive_fraction=positive_fraction, seed=seed
+    )
 
 
 def draw_shapes_image(
