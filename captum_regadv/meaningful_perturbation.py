@@ -43,13 +43,13 @@ interpretability*, arXiv:1811.07311.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal, Optional, Sequence, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ._captum import PerturbationAttribution, log_usage
+from ._captum import MaskAttribution, log_usage
 from ._boundary import (
     check_choice,
     check_optimizer,
@@ -269,7 +269,7 @@ def _tv_power(values: Tensor, dims: Sequence[int], beta: float) -> Tensor:
     return total
 
 
-class MeaningfulPerturbation(PerturbationAttribution):
+class MeaningfulPerturbation(MaskAttribution):
     r"""Meaningful Perturbation (Fong & Vedaldi 2017) as a Captum attribution.
 
     The paper's baseline (*MP min* and *MP blur* in its Table 1): a mask
@@ -304,18 +304,6 @@ class MeaningfulPerturbation(PerturbationAttribution):
         >>> sal.shape, sal.dtype, bool(((sal >= 0) & (sal <= 1)).all())
         (torch.Size([2, 1, 4, 4]), torch.float32, True)
     """
-
-    def __init__(self, forward_func: Callable[..., Any]) -> None:
-        if not callable(forward_func):
-            raise TypeError("forward_func must be callable (a model or a function)")
-        PerturbationAttribution.__init__(self, forward_func)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(forward_func={self.forward_func!r})"
 
     @log_usage()
     def attribute(  # type: ignore[override]
@@ -605,6 +593,3 @@ class MeaningfulPerturbation(PerturbationAttribution):
                 (1 - m).expand_as(o).contiguous() for m, o in zip(masks, originals)
             )
         return saliency, tuple(p.detach().contiguous() for p in perturbed)
-
-    def has_convergence_delta(self) -> bool:
-        return False

@@ -30,13 +30,13 @@ model interpretability*, arXiv:1811.07311.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ._captum import PerturbationAttribution, log_usage
+from ._captum import MaskAttribution, log_usage
 from ._boundary import (
     Bounds,
     TensorOrTuple,
@@ -71,7 +71,7 @@ from .scores import Score, TargetType, check_score
 __all__ = ["RegularizedAdversarial"]
 
 
-class RegularizedAdversarial(PerturbationAttribution):
+class RegularizedAdversarial(MaskAttribution):
     r"""Explain a decision by a regularized adversarial example.
 
     A drop-in Captum attribution: construct it from the model (or any
@@ -94,18 +94,6 @@ class RegularizedAdversarial(PerturbationAttribution):
         >>> mask.shape, mask.dtype
         (torch.Size([2, 1, 4, 4]), torch.float32)
     """
-
-    def __init__(self, forward_func: Callable[..., Any]) -> None:
-        if not callable(forward_func):
-            raise TypeError("forward_func must be callable (a model or a function)")
-        PerturbationAttribution.__init__(self, forward_func)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(forward_func={self.forward_func!r})"
 
     @log_usage()
     def attribute(  # type: ignore[override]
@@ -439,6 +427,3 @@ class RegularizedAdversarial(PerturbationAttribution):
         """``M(J)_i`` of every example of ``inputs`` (the examples of ``model``)."""
         out = batched_output(model.forward_func, inputs, model.additional_args, chunk)
         return model.score_of(out, torch.arange(out.shape[0], device=out.device))
-
-    def has_convergence_delta(self) -> bool:
-        return False
