@@ -1,14 +1,17 @@
 """Per-example early stopping: steps saved and APE_D kept, on the lesion benchmark.
 
-    python benchmarks/early_stopping.py [--device cuda] [--n 16] [--patience 20]
+    python benchmarks/early_stopping.py [--device cuda] [--n 16]
 
-Runs the default budget (200 + 100 steps) with and without ``patience`` on
-the same validation positives and prints the median steps per example and
-the mean APE_D of both (goal: median steps <= half, APE_D within 5%).
+Runs the default budget (200 + 100 steps) without early stopping, then with
+each ``patience`` / ``rel_tol`` pair of a small grid, on the same validation
+positives, and prints the median steps per example and the mean APE_D of
+every run against the full budget (goal: median steps <= half, APE_D within
+5%).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import torch
@@ -21,8 +24,8 @@ from captum_regadv.benchmark.model import TrainConfig, load_or_train, predict_pr
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--n", type=int, default=16)
-    p.add_argument("--patience", type=int, default=20)
-    p.add_argument("--rel-tol", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, nargs="+", default=[10, 15, 20, 30])
+    p.add_argument("--rel-tol", type=float, nargs="+", default=[1e-3, 1e-2])
     args = p.parse_args()
     device = setup(args)
     config = TrainConfig("lesions")
@@ -32,20 +35,25 @@ def main() -> None:
     probs = predict_proba(model, val.images)
     idx = torch.nonzero((val.labels == 1) & (probs > 0.5)).flatten()[: args.n]
     x = val.images[idx].to(device)
-    results = {}
-    for patience in (None, args.patience):
+
+    def run(patience: int | None, rel_tol: float) -> tuple[float, float, float]:
         ra = RegularizedAdversarial(model)
         start = time.perf_counter()
         _, j = ra.attribute(x, target=1, bounds=(0.0, 1.0), patience=patience,
-                            rel_tol=args.rel_tol, return_perturbed=True)
+                            rel_tol=rel_tol, return_perturbed=True)
         seconds = time.perf_counter() - start
         ape = float(ape_d(model, x, j, target=1).mean())
-        steps = ra.last_steps.float()
-        results[patience] = (seconds, ape, float(steps.median()))
-        print(f"patience={patience}: median steps {steps.median():.0f} (of 300), mean steps "
-              f"{steps.mean():.0f}, mean APE_D {ape:.4f}, {seconds:.1f} s")
-    (t0, a0, s0), (t1, a1, s1) = results[None], results[args.patience]
-    print(f"early stopping: median steps x{s1 / s0:.2f}, APE_D x{a1 / a0:.3f}, time x{t1 / t0:.2f}")
+        return seconds, ape, float(ra.last_steps.float().median())
+
+    t0, a0, s0 = run(None, 0.0)
+    print(f"full budget: median steps {s0:.0f}, mean APE_D {a0:.4f}, {t0:.1f} s")
+    print("| patience | rel_tol | median steps | steps ratio | mean APE_D | APE_D ratio | time ratio | goal met |")
+    print("|---|---|---|---|---|---|---|---|")
+    for patience, rel_tol in itertools.product(args.patience, args.rel_tol):
+        t, a, s = run(patience, rel_tol)
+        met = s / s0 <= 0.5 and a / a0 <= 1.05
+        print(f"| {patience} | {rel_tol:g} | {s:.0f} | {s / s0:.2f} | {a:.4f} | {a / a0:.3f} | "
+              f"{t / t0:.2f} | {'yes' if met else 'no'} |", flush=True)
 
 
 if __name__ == "__main__":

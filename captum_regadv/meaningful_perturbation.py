@@ -391,8 +391,10 @@ class MeaningfulPerturbation(MaskAttribution):
                 default the spatial ones (none for ``N x F``); a sequence of
                 ints, or one per input.
             patience: per-example early stopping: an example stops (and leaves
-                the batch) when its loss has not improved by ``rel_tol`` for
-                ``patience`` steps. ``None`` (default) runs all steps.
+                the batch) when its lowest loss has improved by at most
+                ``rel_tol * max(|loss|, 1)`` over the last ``patience`` steps
+                (after a warm-up of ``patience`` steps). ``None`` (default)
+                runs all steps.
             rel_tol: relative improvement that counts for ``patience``.
             internal_batch_size: optimise at most this many examples at once
                 (bounds memory; the result does not depend on it).

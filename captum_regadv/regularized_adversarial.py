@@ -15,7 +15,9 @@ perturbed without changing the score (SSR, APE_S).
     \qquad S = \tanh\!\Big(\frac{\gamma}{2}\big(|I - J| - \varepsilon\big)\Big)
 
 with :math:`J` clipped into ``bounds`` after every step, then the mask
-(eq. 14) :math:`\mathrm{sal} = [S \ge 0]`. **Phase 2** (eqs. 15-16) restarts
+(eq. 14) :math:`\mathrm{sal} = [S \ge 0]` of phase 1's *last* iterate (its
+lowest-loss one is often the dense, sub-``epsilon`` change of Adam's first
+step, which destroys the class with an empty support; docs, method page). **Phase 2** (eqs. 15-16) restarts
 from :math:`J = I` and minimises :math:`c(J)` alone, changing only elements
 inside the mask (elsewhere :math:`J = I` exactly).
 
@@ -191,8 +193,11 @@ class RegularizedAdversarial(MaskAttribution):
             search_factor: weight multiplier per search step, in (0, 1).
                 Default 0.1.
             patience: per-example early stopping: an example stops (and leaves
-                the batch) when its loss has not improved by ``rel_tol`` for
-                ``patience`` steps. ``None`` (default) runs all steps.
+                the batch) when its lowest loss has improved by at most
+                ``rel_tol * max(|loss|, 1)`` over the last ``patience`` steps
+                (after a warm-up of ``patience`` steps, and only once it has
+                improved on its start), in each phase. ``None`` (default)
+                runs all steps.
             rel_tol: relative improvement that counts for ``patience``.
             internal_batch_size: optimise at most this many examples at once
                 (bounds memory; the result does not depend on it).
@@ -380,6 +385,7 @@ class RegularizedAdversarial(MaskAttribution):
                 rel_tol=rel_tol,
                 batch_size=internal_batch_size,
                 progress=bar,
+                keep_best=False,
             )
         supports = tuple(
             soft_support(o, j, gamma=gamma, epsilon=epsilon)

@@ -1,0 +1,81 @@
+"""The per-example optimisation loop: kept iterate, early-stopping window, batch dropping."""
+
+from __future__ import annotations
+
+import torch
+
+from captum_regadv._optimization import minimize_per_example
+
+
+def _scripted(values: list[list[float]], calls: list[list[int]]):
+    """A loss whose value for row r at call k is ``values[r][k]`` and whose
+    gradient moves every parameter by +1 per SGD step (lr=1), so that the
+    iterate at step k is exactly k."""
+    step = {"k": 0}
+
+    def loss_fn(params, rows):
+        k = step["k"]
+        step["k"] += 1
+        calls.append(rows.tolist())
+        scripted = torch.tensor([values[r][min(k, len(values[r]) - 1)] for r in rows.tolist()],
+                                dtype=params[0].dtype)
+        # value = scripted exactly; d/dp = -1 per element
+        return scripted + (-params[0] + params[0].detach()).flatten(1).sum(1)
+
+    return loss_fn
+
+
+def _run(values, *, steps, patience=None, rel_tol=0.0, keep_best=True):
+    calls: list[list[int]] = []
+    init = (torch.zeros(len(values), 2, dtype=torch.float64),)
+    result = minimize_per_example(
+        init,
+        _scripted(values, calls),
+        lambda params, rows: None,
+        optimizer=torch.optim.SGD,
+        lr=1.0,
+        steps=steps,
+        patience=patience,
+        rel_tol=rel_tol,
+        batch_size=None,
+        keep_best=keep_best,
+    )
+    return result, calls
+
+
+def test_keep_best_returns_lowest_loss_iterate_and_keep_last_the_last():
+    values = [[5.0, 1.0, 3.0, 2.0, 4.0]]
+    best, _ = _run(values, steps=4)
+    last, _ = _run(values, steps=4, keep_best=False)
+    assert best.best[0][0].tolist() == [1.0, 1.0]  # the iterate after one step
+    assert float(best.best_loss[0]) == 1.0
+    assert last.best[0][0].tolist() == [4.0, 4.0]
+    assert float(last.best_loss[0]) == 4.0
+    assert best.steps_run.tolist() == last.steps_run.tolist() == [4]
+
+
+def test_patience_stops_a_plateau_after_the_window_and_drops_the_row():
+    # row 0 improves until step 10, then is flat; row 1 improves by 1 per step throughout
+    flat = [10.0 - min(k, 10) for k in range(60)]
+    steady = [100.0 - k for k in range(60)]
+    result, calls = _run([flat, steady], steps=50, patience=5, rel_tol=1e-3)
+    # row 0: best loss 0 reached at step 10, window of 5 shows no gain at step 15
+    assert int(result.steps_run[0]) == 16
+    assert int(result.steps_run[1]) == 50
+    assert all(c == [1] for c in calls[17:])  # the finished row left the batch
+    assert float(result.best_loss[0]) == 0.0
+
+
+def test_patience_ignores_the_transient_of_the_first_steps():
+    # a dip at step 1 (Adam's first step) and a rise above the start: a plain
+    # "no new best for `patience` steps" rule would stop at step 6
+    values = [[3.0, -2.0] + [8.0 - 0.5 * k for k in range(40)]]
+    result, _ = _run(values, steps=40, patience=5, rel_tol=1e-3, keep_best=False)
+    assert int(result.steps_run[0]) > 20
+
+
+def test_patience_never_stops_an_example_that_never_beats_its_start():
+    values = [[1.0] + [2.0] * 30]
+    result, _ = _run(values, steps=30, patience=3, rel_tol=1e-3)
+    assert int(result.steps_run[0]) == 30
+    assert result.best[0][0].tolist() == [0.0, 0.0]
