@@ -46,19 +46,23 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def round_times(
+    fns: list[Callable[[], object]], repeats: int, device: torch.device
+) -> list[list[float]]:
+    """Wall times of each function in each of ``repeats`` rounds, run
+    interleaved (a, b, a, b, ...) after one warm-up call each, so that load
+    from other processes hits both alike: ``times[round][function]``."""
+    for fn in fns:
+        fn()
+    return [[_timed(fn, device) for fn in fns] for _ in range(repeats)]
+
+
 def best_times(
     fns: list[Callable[[], object]], repeats: int, device: torch.device
 ) -> list[float]:
-    """Best wall time of each function over ``repeats`` rounds, run interleaved
-    (a, b, a, b, ...) after one warm-up call each, so that load from other
-    processes hits both alike."""
-    for fn in fns:
-        fn()
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for k, fn in enumerate(fns):
-            best[k] = min(best[k], _timed(fn, device))
-    return best
+    """Best wall time of each function over ``repeats`` interleaved rounds."""
+    times = round_times(fns, repeats, device)
+    return [min(t[k] for t in times) for k in range(len(fns))]
 
 
 def bare_loop(model: torch.nn.Module, x: torch.Tensor, steps: int) -> Callable[[], None]:
