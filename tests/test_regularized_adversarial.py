@@ -343,3 +343,34 @@ def test_search_leaves_successful_examples_alone(image_case):
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="search_factor"):
         RegularizedAdversarial(model).attribute(x, target=1, search_factor=1.5)
+
+
+class _DenseAndRegion(torch.nn.Module):
+    """Logit of class 1: a weak weight (3) on every pixel plus a strong one (30)
+    on a 4x4 evidence region, so that Adam's first step (every pixel moved by
+    ``lr`` below epsilon) destroys the class with an empty support."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = torch.full((16, 16), 3.0)
+        w[6:10, 6:10] = 30.0
+        self.register_buffer("w", w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = ((x[:, 0] - 0.5) * self.w).flatten(1).sum(1) + 4.0
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+def test_phase1_mask_is_not_the_dense_first_step():
+    # the lowest phase-1 loss is the sub-epsilon first step (empty mask, so
+    # phase 2 could destroy nothing); the mask must come from the last iterate
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 + 0.01 * torch.rand(1, 1, 16, 16, generator=g)
+    model = _DenseAndRegion().eval()
+    mask, j = RegularizedAdversarial(model).attribute(
+        x, target=1, bounds=(0.0, 1.0), search_steps=0, return_perturbed=True
+    )
+    region = torch.zeros_like(mask)
+    region[..., 6:10, 6:10] = 1
+    assert torch.equal(mask, region)
+    assert float(torch.softmax(model(j), 1)[0, 1]) < 0.5
