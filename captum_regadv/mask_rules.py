@@ -28,6 +28,7 @@ from ._boundary import (
     TensorOrTuple,
     TvDims,
     as_tuple,
+    check_choice,
     check_inputs,
     check_like,
     check_number,
@@ -198,8 +199,7 @@ def perturb_within_mask(
     check_optional_int(patience, "patience")
     check_optional_int(internal_batch_size, "internal_batch_size")
     check_score(score)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    check_choice(objective, "objective", OBJECTIVES)
     value_bounds = resolve_bounds(bounds, originals)
     with torch.enable_grad():
         model, _ = ScoredModel.build(

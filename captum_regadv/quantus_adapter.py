@@ -40,6 +40,7 @@ import torch
 from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
+from ._boundary import check_choice
 from .meaningful_perturbation import MeaningfulPerturbation
 from .regularized_adversarial import RegularizedAdversarial
 
@@ -60,8 +61,7 @@ class QuantusExplainFunc(Protocol):
 
 
 def _check_method(method: object) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_choice(method, "method", METHODS)
 
 
 def _model_placement(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -49,6 +49,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 from torch import Tensor, nn
 
+from ._boundary import check_choice
+
 __all__ = [
     "CascadeResult",
     "Similarity",
@@ -422,8 +424,7 @@ class CascadeResult:
 
     def values(self, similarity: Similarity) -> Optional[Tensor]:
         """The ``L x N`` tensor of one similarity (``None`` for a missing IoU)."""
-        if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        check_choice(similarity, "similarity", SIMILARITIES)
         value: Optional[Tensor] = getattr(self, similarity)
         return value
 
@@ -608,8 +609,7 @@ def cascade_figure(
     else:
         panels = list(similarities)
         for s in panels:
-            if s not in SIMILARITIES:
-                raise ValueError(f"similarity must be one of {SIMILARITIES}, got {s!r}")
+            check_choice(s, "similarity", SIMILARITIES)
     labels = ["original", *layers]
     x = np.arange(len(labels))
     width = max(4.0, 0.38 * len(labels))

@@ -24,6 +24,8 @@ from typing import Literal, Sequence, Union
 import torch
 from torch import Tensor
 
+from ._boundary import check_choice
+
 __all__ = ["Score", "TargetType", "resolve_target", "class_score", "class_log_odds"]
 
 Score = Literal["softmax", "sigmoid", "identity"]
@@ -34,10 +36,7 @@ TargetType = Union[None, int, tuple[int, ...], Tensor, Sequence[Union[int, tuple
 
 def check_score(score: object, name: str = "score") -> Score:
     """Return ``score`` if it is a known transform, else raise naming ``name``."""
-    if not isinstance(score, str):
-        raise TypeError(f"{name} must be one of {SCORES}, got {type(score).__name__}")
-    if score not in SCORES:
-        raise ValueError(f"{name} must be one of {SCORES}, got {score!r}")
+    check_choice(score, name, SCORES)
     return score  # type: ignore[return-value]
 
 
