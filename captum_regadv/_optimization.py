@@ -11,7 +11,7 @@ away), so the model only runs on the examples still being optimised.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -53,6 +53,49 @@ def _slice_optimizer(
     return new
 
 
+class _Plateau:
+    """The ``patience`` stopping rule of :func:`minimize_per_example` for one chunk.
+
+    Tracks, per example, the loss at the start, the lowest loss since the
+    warm-up (the first ``patience`` steps), whether that has beaten the start
+    by the tolerance, and its values over the last ``patience`` steps.
+    """
+
+    def __init__(self, patience: int, rel_tol: float, like: Tensor) -> None:
+        inf = torch.full_like(like, float("inf"))
+        self.patience, self.rel_tol = patience, rel_tol
+        self.initial = inf
+        self.lowest = inf.clone()
+        self.started = torch.zeros_like(like, dtype=torch.bool)
+        self.history = inf.expand(patience, -1).clone()  # oldest first
+
+    def _tolerance(self, reference: Tensor) -> Tensor:
+        return self.rel_tol * torch.clamp(reference.abs(), min=1.0)
+
+    def update(self, step: int, loss: Tensor) -> Tensor:
+        """Record the loss evaluated at ``step``; return which examples are done."""
+        if step == 0:
+            self.initial = loss.clone()
+        if step >= self.patience:
+            lower = torch.minimum(self.lowest, loss)
+            self.lowest = torch.where(torch.isfinite(loss), lower, self.lowest)
+        self.started |= self.initial - self.lowest > self._tolerance(self.initial)
+        oldest = self.history[0]
+        done = (
+            self.started
+            & torch.isfinite(oldest)
+            & (oldest - self.lowest <= self._tolerance(oldest))
+        )
+        entry = torch.where(self.started, self.lowest, oldest)
+        self.history = torch.cat([self.history[1:], entry[None]])
+        return done
+
+    def keep(self, keep: Tensor) -> None:
+        """Drop the examples that left the batch."""
+        self.initial, self.lowest = self.initial[keep], self.lowest[keep]
+        self.started, self.history = self.started[keep], self.history[:, keep]
+
+
 def minimize_per_example(
     init: tuple[Tensor, ...],
     loss_fn: LossFn,
@@ -64,7 +107,7 @@ def minimize_per_example(
     patience: Optional[int],
     rel_tol: float,
     batch_size: Optional[int],
-    progress: Optional[Any] = None,
+    progress: Optional[str] = None,
     keep_best: bool = True,
 ) -> OptimizationResult:
     """Minimise ``loss_fn`` for every example of ``init``, projected after each step.
@@ -92,7 +135,8 @@ def minimize_per_example(
         batch_size: at most this many examples are optimised at once
             (``None``: all); chunks are independent, so results do not
             depend on it.
-        progress: a tqdm bar updated once per step, or ``None``.
+        progress: label of a tqdm progress bar over all chunks' steps, or
+            ``None`` (default) for no bar.
         keep_best: return each example's lowest-loss iterate (default), or
             its last one (``False``): the last is the right answer when an
             early iterate can score a low loss without being a solution, as
@@ -102,27 +146,18 @@ def minimize_per_example(
     device = init[0].device
     best = tuple(t.detach().clone() for t in init)
     best_loss = torch.full((n,), float("inf"), dtype=init[0].dtype, device=device)
-    lowest = best_loss.clone()  # running minimum of each example's loss
     steps_run = torch.zeros(n, dtype=torch.long, device=device)
     chunk = n if batch_size is None else batch_size
-    warmup = patience or 0
 
     def make(params: list[Tensor]) -> torch.optim.Optimizer:
         return optimizer(params, lr=lr)
 
+    bar = tqdm(total=steps * -(-n // chunk), desc=progress, disable=progress is None)
     for start in range(0, n, chunk):
         rows = torch.arange(start, min(start + chunk, n), device=device)
         params = tuple(t[rows].detach().clone().requires_grad_(True) for t in init)
         opt = make(list(params))
-        # best loss of each of the last `patience` steps (oldest first), and
-        # whether the example has improved on its start (the window's gate)
-        window = None if patience is None else torch.full(
-            (patience, len(rows)), float("inf"), dtype=best_loss.dtype, device=device
-        )
-        started = torch.zeros(len(rows), dtype=torch.bool, device=device)
-        initial = lowest[rows]  # replaced by the losses at the start on step 0
-        # lowest loss since the warm-up (the first `patience` steps never count)
-        settled = torch.full((len(rows),), float("inf"), dtype=best_loss.dtype, device=device)
+        plateau = None if patience is None else _Plateau(patience, rel_tol, best_loss[rows])
         for step in range(steps + 1):
             last = step == steps
             with torch.set_grad_enabled(not last):
@@ -130,10 +165,10 @@ def minimize_per_example(
                 grads = None if last else torch.autograd.grad(loss.sum(), params)
             loss = loss.detach()
             with torch.no_grad():
-                prev = lowest[rows]
-                improved = torch.isfinite(loss) & (loss < prev)
-                lowest[rows] = torch.where(improved, loss, prev)
-                take = improved if keep_best else torch.ones_like(improved)
+                if keep_best:
+                    take = torch.isfinite(loss) & (loss < best_loss[rows])
+                else:
+                    take = torch.ones_like(loss, dtype=torch.bool)
                 for b, p in zip(best, params):
                     b[rows] = torch.where(
                         take.view((-1,) + (1,) * (p.dim() - 1)), p.detach(), b[rows]
@@ -149,35 +184,17 @@ def minimize_per_example(
             with torch.no_grad():
                 project(params, rows)
             steps_run[rows] += 1
-            if progress is not None:
-                progress.update(1)
-            if window is not None:
-                if step == 0:
-                    initial = loss.clone()
-                if step >= warmup:
-                    settled = torch.minimum(settled, torch.where(torch.isfinite(loss), loss, settled))
-                current = settled
-                started |= initial - current > rel_tol * torch.clamp(initial.abs(), min=1.0)
-                oldest = window[0]
-                done = (
-                    started
-                    & torch.isfinite(oldest)
-                    & (oldest - current <= rel_tol * torch.clamp(oldest.abs(), min=1.0))
-                )
-                window = torch.cat([window[1:], torch.where(started, current, oldest)[None]])
-                if bool(done.any()):
-                    keep = ~done
-                    if not bool(keep.any()):
-                        break
-                    new_params = tuple(
-                        p.detach()[keep].clone().requires_grad_(True) for p in params
-                    )
-                    opt = _slice_optimizer(opt, params, new_params, keep, make)
-                    params, rows = new_params, rows[keep]
-                    window, started = window[:, keep], started[keep]
-                    initial, settled = initial[keep], settled[keep]
-        if progress is not None and isinstance(progress, tqdm):
-            remaining = (start // chunk + 1) * steps - progress.n
-            if remaining > 0:
-                progress.update(remaining)
+            bar.update(1)
+            if plateau is None:
+                continue
+            keep = ~plateau.update(step, loss)
+            if not bool(keep.all()):
+                if not bool(keep.any()):
+                    break
+                new_params = tuple(p.detach()[keep].clone().requires_grad_(True) for p in params)
+                opt = _slice_optimizer(opt, params, new_params, keep, make)
+                params, rows = new_params, rows[keep]
+                plateau.keep(keep)
+        bar.update((start // chunk + 1) * steps - bar.n)  # the steps early stopping saved
+    bar.close()
     return OptimizationResult(best=best, best_loss=best_loss, steps_run=steps_run)

@@ -7,7 +7,7 @@ attribution methods.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ def attack_within_mask(
     patience: Optional[int],
     rel_tol: float,
     batch_size: Optional[int],
-    progress: Optional[Any],
+    progress: Optional[str],
 ) -> OptimizationResult:
     """Optimise ``J`` where it may change and keep it exactly ``I`` elsewhere.
 

@@ -47,7 +47,6 @@ from typing import Any, Literal, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from ._captum import MaskAttribution, log_usage
 from ._boundary import (
@@ -528,7 +527,6 @@ class MeaningfulPerturbation(MaskAttribution):
     ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         n = originals[0].shape[0]
         n_elements = sum(t[0].numel() for t in originals)
-        chunks = 1 if internal_batch_size is None else -(-n // internal_batch_size)
         sizes = tuple(tuple(t.shape[2:]) for t in originals)
         # how many input elements share one element of the full-resolution mask
         repeats = tuple(
@@ -571,21 +569,18 @@ class MeaningfulPerturbation(MaskAttribution):
             torch.ones(_mask_shape(t, per_channel, mask_scale), dtype=t.dtype, device=t.device)
             for t in originals
         )
-        with tqdm(
-            total=steps * chunks, desc="meaningful perturbation", disable=not show_progress
-        ) as bar:
-            result = minimize_per_example(
-                init,
-                loss_fn,
-                project,
-                optimizer=optimizer,
-                lr=lr,
-                steps=steps,
-                patience=patience,
-                rel_tol=rel_tol,
-                batch_size=internal_batch_size,
-                progress=bar,
-            )
+        result = minimize_per_example(
+            init,
+            loss_fn,
+            project,
+            optimizer=optimizer,
+            lr=lr,
+            steps=steps,
+            patience=patience,
+            rel_tol=rel_tol,
+            batch_size=internal_batch_size,
+            progress="meaningful perturbation" if show_progress else None,
+        )
         self.last_steps = result.steps_run  # for benchmarks of early stopping
         with torch.no_grad():
             masks = full_masks(result.best)

@@ -36,7 +36,6 @@ from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from ._captum import MaskAttribution, log_usage
 from ._boundary import (
@@ -334,11 +333,9 @@ class RegularizedAdversarial(MaskAttribution):
         """
         sparsity_weight *= weight_scale
         tv_weight *= weight_scale
-        n = originals[0].shape[0]
         n_elements = sum(t[0].numel() for t in originals)
         reference = reference_value(model, output, objective) if mode == "preserve" else None
         sign = 1.0 if mode == "destroy" else -1.0
-        chunks = 1 if internal_batch_size is None else -(-n // internal_batch_size)
 
         def phase1_loss(params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
             out = model.output(params, rows)
@@ -371,22 +368,19 @@ class RegularizedAdversarial(MaskAttribution):
                 )
                 for t, (lo, hi) in zip(originals, bounds)
             )
-        with tqdm(
-            total=steps * chunks, desc="phase 1", disable=not show_progress
-        ) as bar:
-            phase1 = minimize_per_example(
-                start,
-                phase1_loss,
-                project,
-                optimizer=optimizer,
-                lr=lr,
-                steps=steps,
-                patience=patience,
-                rel_tol=rel_tol,
-                batch_size=internal_batch_size,
-                progress=bar,
-                keep_best=False,
-            )
+        phase1 = minimize_per_example(
+            start,
+            phase1_loss,
+            project,
+            optimizer=optimizer,
+            lr=lr,
+            steps=steps,
+            patience=patience,
+            rel_tol=rel_tol,
+            batch_size=internal_batch_size,
+            progress="phase 1" if show_progress else None,
+            keep_best=False,
+        )
         supports = tuple(
             soft_support(o, j, gamma=gamma, epsilon=epsilon)
             for o, j in zip(originals, phase1.best)
@@ -398,26 +392,23 @@ class RegularizedAdversarial(MaskAttribution):
                 torch.where(m, o, j) for m, o, j in zip(masks, originals, phase1.best)
             )
         else:
-            with tqdm(
-                total=phase2_steps * chunks, desc="phase 2", disable=not show_progress
-            ) as bar:
-                phase2 = attack_within_mask(
-                    model,
-                    originals,
-                    masks,
-                    bounds,
-                    mode=mode,
-                    objective=objective,
-                    reference=reference,
-                    start=phase1.best if mode == "preserve" else None,
-                    optimizer=optimizer,
-                    lr=phase2_lr,
-                    steps=phase2_steps,
-                    patience=patience,
-                    rel_tol=rel_tol,
-                    batch_size=internal_batch_size,
-                    progress=bar,
-                )
+            phase2 = attack_within_mask(
+                model,
+                originals,
+                masks,
+                bounds,
+                mode=mode,
+                objective=objective,
+                reference=reference,
+                start=phase1.best if mode == "preserve" else None,
+                optimizer=optimizer,
+                lr=phase2_lr,
+                steps=phase2_steps,
+                patience=patience,
+                rel_tol=rel_tol,
+                batch_size=internal_batch_size,
+                progress="phase 2" if show_progress else None,
+            )
             perturbed = phase2.best
             steps_run = steps_run + phase2.steps_run
         return (

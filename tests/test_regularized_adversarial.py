@@ -374,3 +374,16 @@ def test_phase1_mask_is_not_the_dense_first_step():
     region[..., 6:10, 6:10] = 1
     assert torch.equal(mask, region)
     assert float(torch.softmax(model(j), 1)[0, 1]) < 0.5
+
+
+def test_show_progress_draws_one_bar_per_phase_and_changes_nothing(image_case, capsys):
+    model, x, _ = image_case
+    ra = RegularizedAdversarial(model)
+    quiet = ra.attribute(x, target=1, **FAST)
+    assert capsys.readouterr().err == ""
+    shown = ra.attribute(x, target=1, show_progress=True, internal_batch_size=2, **FAST)
+    err = capsys.readouterr().err
+    assert torch.equal(quiet, shown)
+    chunks = -(-x.shape[0] // 2)
+    assert "phase 1: 100%" in err and f"{FAST['steps'] * chunks}/{FAST['steps'] * chunks}" in err
+    assert "phase 2: 100%" in err
