@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
+from _dicom import write_dicom
 from captum_regadv import cli
 from captum_regadv.image_io import TEMP_SUFFIX
 
@@ -82,28 +83,6 @@ def restore_torch_threads() -> Any:
 @pytest.fixture
 def model_file(tmp_path: Path) -> str:
     return save_scripted(TinyNet(), tmp_path / "model.pt")
-
-
-def write_dicom(path: Path, stored: np.ndarray, slope: float, intercept: float) -> None:
-    """A minimal valid 12-bit grayscale DICOM file."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = stored.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.RescaleSlope, ds.RescaleIntercept = repr(slope), repr(intercept)
-    ds.PixelData = stored.astype(np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
 
 
 def blob_image(shape: tuple[int, int], seed: int) -> np.ndarray:
