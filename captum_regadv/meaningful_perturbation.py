@@ -169,6 +169,20 @@ def _build_reference(
     return tuple(out)
 
 
+def _references(
+    inputs: tuple[Tensor, ...],
+    reference: object,
+    blur_sigma: float,
+    constant: Optional[float],
+    dims: tuple[tuple[int, ...], ...],
+) -> tuple[Tensor, ...]:
+    """Validate the reference arguments, then build one reference per input."""
+    items = _check_reference_args(inputs, reference, blur_sigma, constant, dims)
+    return _build_reference(
+        inputs, items, float(blur_sigma), None if constant is None else float(constant), dims
+    )
+
+
 def deletion_reference(
     inputs: TensorOrTuple,
     reference: Reference = "blur",
@@ -217,14 +231,7 @@ def deletion_reference(
     inputs_tuple = as_tuple(inputs)
     check_inputs(inputs_tuple)
     resolved = resolve_tv_dims(dims, inputs_tuple)
-    items = _check_reference_args(inputs_tuple, reference, blur_sigma, constant, resolved)
-    refs = _build_reference(
-        inputs_tuple,
-        items,
-        float(blur_sigma),
-        None if constant is None else float(constant),
-        resolved,
-    )
+    refs = _references(inputs_tuple, reference, blur_sigma, constant, resolved)
     return refs if not isinstance(inputs, Tensor) else refs[0]
 
 
@@ -458,17 +465,9 @@ class MeaningfulPerturbation(MaskAttribution):
                         f"x W); inputs[{k}] has shape {tuple(t.shape)}"
                     )
         dims = resolve_tv_dims(tv_dims, inputs_tuple)
-        items = _check_reference_args(inputs_tuple, reference, blur_sigma, constant, dims)
-        warn_if_training(self.forward_func)
-
         originals = tuple(t.detach() for t in inputs_tuple)
-        references = _build_reference(
-            originals,
-            items,
-            float(blur_sigma),
-            None if constant is None else float(constant),
-            dims,
-        )
+        references = _references(originals, reference, blur_sigma, constant, dims)
+        warn_if_training(self.forward_func)
         with torch.enable_grad():
             model, _ = ScoredModel.build(
                 self.forward_func,
