@@ -271,27 +271,28 @@ class RegularizedAdversarial(MaskAttribution):
                 show_progress=show_progress,
             )
             masks, perturbed, steps_run = explain(model, originals, output, value_bounds, 1.0)
-            if mode == "destroy" and score != "identity" and phase2_steps > 0:
+            if mode == "destroy" and score != "identity" and phase2_steps > 0 and search_steps:
+                # scores of the kept results, updated as the search replaces them
+                scores = self._scores(model, perturbed, internal_batch_size)
                 for attempt in range(1, search_steps + 1):
-                    failed = torch.nonzero(
-                        self._scores(model, perturbed, internal_batch_size) >= 0.5
-                    ).flatten()
+                    failed = torch.nonzero(scores >= 0.5).flatten()
                     if failed.numel() == 0:
                         break
+                    sub_model = model.subset(failed)
                     sub_masks, sub_perturbed, sub_steps = explain(
-                        model.subset(failed),
+                        sub_model,
                         tuple(o[failed] for o in originals),
                         output[failed],
                         tuple((bound_rows(lo, failed), bound_rows(hi, failed)) for lo, hi in value_bounds),
                         search_factor**attempt,
                     )
-                    old = self._scores(model.subset(failed), tuple(p[failed] for p in perturbed), internal_batch_size)
-                    new = self._scores(model.subset(failed), sub_perturbed, internal_batch_size)
-                    better = failed[new < old]
-                    keep = (new < old).nonzero().flatten()
+                    new = self._scores(sub_model, sub_perturbed, internal_batch_size)
+                    improved = new < scores[failed]
+                    better = failed[improved]
                     for k in range(len(originals)):
-                        masks[k][better] = sub_masks[k][keep]
-                        perturbed[k][better] = sub_perturbed[k][keep]
+                        masks[k][better] = sub_masks[k][improved]
+                        perturbed[k][better] = sub_perturbed[k][improved]
+                    scores[better] = new[improved]
                     steps_run[failed] += sub_steps
         #: updates run per example by the last call (all phases and searches), shape (N,)
         self.last_steps = steps_run
