@@ -24,12 +24,19 @@ def classification_term(
     mode: Mode,
     objective: Objective,
     reference: Optional[Tensor],
+    bounded: bool = True,
 ) -> Tensor:
     r"""Per-example classification term ``(len(rows),)``.
 
     ``destroy``: :math:`M(J)_i` (``objective="score"``) or
     :math:`-\log(1 - M(J)_i) = \mathrm{softplus}(\ell_i(J))`
-    (``"log_odds"``; the raw value for ``score="identity"``).
+    (``"log_odds"``; the raw value for ``score="identity"``). With
+    ``bounded=False``, ``"log_odds"`` gives the log-odds :math:`\ell_i(J)`
+    itself: it has the same minimisers as :math:`M(J)_i` when nothing else is
+    in the loss (phase 2), and its gradient does not vanish as
+    :math:`M(J)_i \to 0`, where that of the softplus does; with regularisers
+    in the loss (phase 1) the term must stay bounded below, or it would
+    outweigh them without end.
     ``preserve``: :math:`|M(J)_i - M(I)_i|` or :math:`|\ell_i(J) - \ell_i(I)|`,
     with ``reference`` the value of the same quantity at ``I`` (rows ``rows``).
     """
@@ -37,7 +44,7 @@ def classification_term(
         value = model.score_of(output, rows)
     else:
         value = model.log_odds_of(output, rows)
-        if mode == "destroy" and model.score != "identity":
+        if mode == "destroy" and model.score != "identity" and bounded:
             value = torch.nn.functional.softplus(value)
     if mode == "preserve":
         assert reference is not None

@@ -109,6 +109,7 @@ def minimize_per_example(
     batch_size: Optional[int],
     progress: Optional[str] = None,
     keep_best: bool = True,
+    monitor: Optional[Callable[[Tensor], Tensor]] = None,
 ) -> OptimizationResult:
     """Minimise ``loss_fn`` for every example of ``init``, projected after each step.
 
@@ -141,6 +142,10 @@ def minimize_per_example(
             its last one (``False``): the last is the right answer when an
             early iterate can score a low loss without being a solution, as
             phase 1's first step does (see ``RegularizedAdversarial``).
+        monitor: an increasing function of the loss that the ``patience``
+            rule watches instead of the loss (``None``: the loss itself), for
+            a loss whose scale is not the one that matters: phase 2 minimises
+            the unbounded log-odds and watches the probability.
     """
     n = init[0].shape[0]
     device = init[0].device
@@ -187,7 +192,7 @@ def minimize_per_example(
             bar.update(1)
             if plateau is None:
                 continue
-            keep = ~plateau.update(step, loss)
+            keep = ~plateau.update(step, loss if monitor is None else monitor(loss))
             if not bool(keep.all()):
                 if not bool(keep.any()):
                     break

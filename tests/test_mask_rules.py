@@ -89,3 +89,26 @@ def test_default_thresholds_are_used():
     )
     assert scan.thresholds.numel() > 3
     assert scan.mean_ape.shape == scan.thresholds.shape
+
+
+def test_phase2_log_odds_objective_does_not_stall_as_the_probability_vanishes():
+    # logit 10 * (sum of the 2x2 region) - 20: 16 at the input, -20 with the
+    # region at 0. The gradient of -log(1 - p) is p times that of the log-odds,
+    # so plain SGD on it crawls once p is small (p = 7e-3 after 40 steps); the
+    # log-odds itself keeps its gradient and reaches the bound.
+    class M(torch.nn.Module):
+        def forward(self, x):
+            region = region_weight((1, 4, 4), (slice(None), slice(1, 3), slice(1, 3)))
+            z = 10 * (x * region).flatten(1).sum(1) - 20
+            return torch.stack([torch.zeros_like(z), z], 1)
+
+    x = torch.full((1, 1, 4, 4), 0.1)
+    x[:, :, 1:3, 1:3] = 0.9
+    mask = (x > 0.5).float()
+    kw = dict(target=1, bounds=(0.0, 1.0), optimizer=torch.optim.SGD, lr=0.01, steps=40)
+    j = perturb_within_mask(M(), x, mask, **kw)
+    assert torch.equal(j[mask == 1], torch.zeros(4))
+    assert float(torch.softmax(M()(j), 1)[0, 1]) < 1e-8
+    # the probability itself (objective="score") never starts: its gradient p(1-p) is ~0 at p ~ 1
+    j_score = perturb_within_mask(M(), x, mask, objective="score", **kw)
+    assert float(torch.softmax(M()(j_score), 1)[0, 1]) > 1e-3

@@ -79,3 +79,37 @@ def test_patience_never_stops_an_example_that_never_beats_its_start():
     result, _ = _run(values, steps=30, patience=3, rel_tol=1e-3)
     assert int(result.steps_run[0]) == 30
     assert result.best[0][0].tolist() == [0.0, 0.0]
+
+
+def test_monitor_is_what_patience_watches_and_the_loss_picks_the_iterate():
+    # an unbounded loss that falls by 1 per step forever, like phase 2's log-odds:
+    # on the loss itself the window never closes; on sigmoid(loss), the
+    # probability, it closes once the probability stops moving by rel_tol
+    falling = [[5.0 - k for k in range(80)]]
+
+    def run(monitor):
+        calls: list[list[int]] = []
+        return minimize_per_example(
+            (torch.zeros(1, 2, dtype=torch.float64),),
+            _scripted(falling, calls),
+            lambda params, rows: None,
+            optimizer=torch.optim.SGD,
+            lr=1.0,
+            steps=60,
+            patience=5,
+            rel_tol=1e-3,
+            batch_size=None,
+            monitor=monitor,
+        )
+
+    assert int(run(None).steps_run[0]) == 60
+    watched = run(torch.sigmoid)
+    # the first step k whose loss 5 - k is within 1e-3 of the probability 5 steps before
+    expected = next(
+        k + 1
+        for k in range(5, 60)
+        if torch.sigmoid(torch.tensor(5.0 - (k - 5))) - torch.sigmoid(torch.tensor(5.0 - k)) <= 1e-3
+    )
+    assert int(watched.steps_run[0]) == expected < 30
+    # the kept iterate is still the lowest-*loss* one: the last evaluated (step k)
+    assert float(watched.best_loss[0]) == 5.0 - (expected - 1)
