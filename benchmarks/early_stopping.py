@@ -1,6 +1,6 @@
 """Per-example early stopping: steps saved and APE_D kept, on the lesion benchmark.
 
-    python benchmarks/early_stopping.py [--device cuda] [--n 16]
+    python benchmarks/early_stopping.py [--device cuda] [--n 16] [--adam-beta2 0.999]
 
 Runs the default budget (200 + 100 steps) without early stopping, then with
 each ``patience`` / ``rel_tol`` pair of a small grid, on the same validation
@@ -11,6 +11,7 @@ every run against the full budget (goal: median steps <= half, APE_D within
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 
@@ -26,6 +27,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--patience", type=int, nargs="+", default=[10, 15, 20, 30])
     p.add_argument("--rel-tol", type=float, nargs="+", default=[1e-3, 1e-2])
+    p.add_argument("--adam-beta2", type=float, default=None,
+                   help="run both with Adam(betas=(0.9, this)) instead of the default "
+                        "optimizer (short_memory_adam, beta2 = 0.95); 0.999 is torch's Adam")
     args = p.parse_args()
     device = setup(args)
     config = TrainConfig("lesions")
@@ -35,12 +39,15 @@ def main() -> None:
     probs = predict_proba(model, val.images)
     idx = torch.nonzero((val.labels == 1) & (probs > 0.5)).flatten()[: args.n]
     x = val.images[idx].to(device)
+    optimizer = None if args.adam_beta2 is None else functools.partial(
+        torch.optim.Adam, betas=(0.9, args.adam_beta2)
+    )
 
     def run(patience: int | None, rel_tol: float) -> tuple[float, float, float]:
         ra = RegularizedAdversarial(model)
         start = time.perf_counter()
         _, j = ra.attribute(x, target=1, bounds=(0.0, 1.0), patience=patience,
-                            rel_tol=rel_tol, return_perturbed=True)
+                            rel_tol=rel_tol, optimizer=optimizer, return_perturbed=True)
         seconds = time.perf_counter() - start
         ape = float(ape_d(model, x, j, target=1).mean())
         return seconds, ape, float(ra.last_steps.float().median())

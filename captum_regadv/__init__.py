@@ -15,6 +15,7 @@ from .mask_rules import (
     scan_threshold,
 )
 from .meaningful_perturbation import MeaningfulPerturbation, deletion_reference
+from ._optimization import short_memory_adam
 from .metrics import APEComponents, ape_d, ape_s, cc_hit_rate
 from .regularized_adversarial import RegularizedAdversarial
 
@@ -22,6 +23,7 @@ __all__ = [
     "RegularizedAdversarial",
     "MeaningfulPerturbation",
     "deletion_reference",
+    "short_memory_adam",
     "APEComponents",
     "ape_d",
     "ape_s",

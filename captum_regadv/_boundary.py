@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence, Union
 import torch
 from torch import Tensor
 
+from ._optimization import OptimizerClass, short_memory_adam
 from .perturbations import default_tv_dims
 
 TensorOrTuple = Union[Tensor, tuple[Tensor, ...]]
@@ -249,9 +250,13 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def check_optimizer(optimizer: object) -> None:
+def resolve_optimizer(optimizer: object) -> OptimizerClass:
+    """``optimizer`` checked, ``None`` replaced by :func:`short_memory_adam`."""
+    if optimizer is None:
+        return short_memory_adam
     if not callable(optimizer):
         raise TypeError("optimizer must be a torch.optim.Optimizer class (or a factory)")
+    return optimizer  # type: ignore[return-value]
 
 
 def bound_rows(bound: Tensor, rows: Tensor) -> Tensor:

@@ -53,6 +53,25 @@ def _slice_optimizer(
     return new
 
 
+def short_memory_adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    r"""Adam with a second-moment memory of about 20 steps: ``betas=(0.9, 0.95)``.
+
+    The default optimiser of :class:`~captum_regadv.RegularizedAdversarial`
+    and :func:`~captum_regadv.perturb_within_mask`. Adam's step on an element
+    is about :math:`\mathrm{lr}\, m_t / \sqrt{v_t}`, with :math:`v_t` an
+    average of squared gradients over about :math:`1 / (1 - \beta_2)` steps.
+    Phase 1's gradients shrink by orders of magnitude once the class is
+    destroyed (the classification term then stops pulling and only the
+    regularisers act); with torch's :math:`\beta_2 = 0.999` the memory spans
+    the whole run, so :math:`v_t` still holds the large early gradients and the
+    late steps that shrink the mask are tiny. With :math:`\beta_2 = 0.95` the
+    step follows the current gradient scale: measured on the lesion benchmark
+    (README, "Speed"), early stopping then reaches the full-budget APE_D within
+    3% in 0.40 of the steps, where torch's default needs 0.55 for 5%.
+    """
+    return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.95))
+
+
 class _Plateau:
     """The ``patience`` stopping rule of :func:`minimize_per_example` for one chunk.
 

@@ -35,6 +35,7 @@ from ._boundary import (
     check_optional_int,
     format_additional_args,
     resolve_bounds,
+    resolve_optimizer,
 )
 from ._forward import ScoredModel
 from ._objectives import OBJECTIVES, Objective
@@ -158,7 +159,7 @@ def perturb_within_mask(
     *,
     steps: int = 100,
     lr: float = 0.05,
-    optimizer: OptimizerClass = torch.optim.Adam,
+    optimizer: Optional[OptimizerClass] = None,
     bounds: Bounds = None,
     score: Score = "softmax",
     objective: Objective = "log_odds",
@@ -201,6 +202,7 @@ def perturb_within_mask(
     check_number(rel_tol, "rel_tol", minimum=0.0)
     check_optional_int(patience, "patience")
     check_optional_int(internal_batch_size, "internal_batch_size")
+    optimizer = resolve_optimizer(optimizer)
     check_score(score)
     check_choice(objective, "objective", OBJECTIVES)
     value_bounds = resolve_bounds(bounds, originals)

@@ -51,7 +51,7 @@ from torch import Tensor
 from ._captum import MaskAttribution, log_usage
 from ._boundary import (
     check_choice,
-    check_optimizer,
+    resolve_optimizer,
     TensorOrTuple,
     TvDims,
     as_tuple,
@@ -451,7 +451,7 @@ class MeaningfulPerturbation(MaskAttribution):
         check_number(rel_tol, "rel_tol", minimum=0.0)
         check_optional_int(patience, "patience")
         check_optional_int(internal_batch_size, "internal_batch_size")
-        check_optimizer(optimizer)
+        optimizer = resolve_optimizer(optimizer)
         check_score(score)
         check_choice(objective, "objective", OBJECTIVES)
         check_choice(upsample, "upsample", UPSAMPLES)

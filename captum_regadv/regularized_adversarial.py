@@ -47,7 +47,7 @@ from ._boundary import (
     check_number,
     bound_rows,
     check_choice,
-    check_optimizer,
+    resolve_optimizer,
     check_optional_int,
     format_additional_args,
     resolve_bounds,
@@ -111,7 +111,7 @@ class RegularizedAdversarial(MaskAttribution):
         phase2_steps: int = 100,
         lr: float = 0.005,
         phase2_lr: Optional[float] = None,
-        optimizer: OptimizerClass = torch.optim.Adam,
+        optimizer: Optional[OptimizerClass] = None,
         bounds: Bounds = None,
         score: Score = "softmax",
         objective: Objective = "log_odds",
@@ -159,7 +159,13 @@ class RegularizedAdversarial(MaskAttribution):
                 phase 2 has no sparsity term to protect, and the changes inside
                 the mask may need to be large.
             optimizer: a ``torch.optim.Optimizer`` class (or factory called as
-                ``optimizer(params, lr=...)``). Default ``torch.optim.Adam``.
+                ``optimizer(params, lr=...)``). ``None`` (default):
+                :func:`~captum_regadv.short_memory_adam`, Adam with
+                ``betas=(0.9, 0.95)``, whose step size recovers within the run
+                once the classification term stops pulling (torch's
+                ``beta2 = 0.999`` averages over the whole run, so the late
+                steps that shrink the mask stay small; ``torch.optim.Adam``
+                reproduces the earlier releases).
             bounds: valid value range of ``J``: ``None`` (each example's own
                 min and max, per input tensor), a pair ``(low, high)`` of
                 floats or tensors broadcastable to the inputs, or one pair per
@@ -238,7 +244,7 @@ class RegularizedAdversarial(MaskAttribution):
         check_number(search_factor, "search_factor", minimum=0.0, strict=True)
         if search_factor >= 1:
             raise ValueError(f"search_factor must be < 1, got {search_factor}")
-        check_optimizer(optimizer)
+        optimizer = resolve_optimizer(optimizer)
         check_score(score)
         check_choice(objective, "objective", OBJECTIVES)
         check_choice(mode, "mode", MODES)

@@ -62,3 +62,18 @@ def image_case() -> tuple[RegionModel, Tensor, Tensor]:
     truth = torch.zeros_like(x, dtype=torch.bool)
     truth[:, :, 4:8, 4:8] = True
     return model, x, truth
+
+
+@pytest.fixture
+def adam_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, tuple[float, float]]]:
+    """Replace ``torch.optim.Adam`` by a subclass that records ``(lr, betas)``
+    of every instance built during the test."""
+    made: list[tuple[float, tuple[float, float]]] = []
+
+    class SpyAdam(torch.optim.Adam):
+        def __init__(self, params, **options) -> None:
+            super().__init__(params, **options)
+            made.append((options["lr"], options["betas"]))
+
+    monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
+    return made

@@ -112,3 +112,10 @@ def test_phase2_log_odds_objective_does_not_stall_as_the_probability_vanishes():
     # the probability itself (objective="score") never starts: its gradient p(1-p) is ~0 at p ~ 1
     j_score = perturb_within_mask(M(), x, mask, objective="score", **kw)
     assert float(torch.softmax(M()(j_score), 1)[0, 1]) > 1e-3
+
+
+def test_perturb_within_mask_defaults_to_short_memory_adam(adam_spy):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x = torch.rand(2, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    perturb_within_mask(model, x, torch.ones_like(x), target=0, steps=2)
+    assert adam_spy == [(0.05, (0.9, 0.95))]

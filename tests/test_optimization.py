@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from captum_regadv._optimization import minimize_per_example
+from captum_regadv._boundary import resolve_optimizer
+from captum_regadv._optimization import minimize_per_example, short_memory_adam
 
 
 def _scripted(values: list[list[float]], calls: list[list[int]]):
@@ -113,3 +115,38 @@ def test_monitor_is_what_patience_watches_and_the_loss_picks_the_iterate():
     assert int(watched.steps_run[0]) == expected < 30
     # the kept iterate is still the lowest-*loss* one: the last evaluated (step k)
     assert float(watched.best_loss[0]) == 5.0 - (expected - 1)
+
+
+def _late_step_sizes(optimizer) -> tuple[float, float]:
+    """One parameter whose gradient is 1 for 100 steps, then 0.01: the step
+    size Adam takes at the start and 200 steps after the drop."""
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = optimizer([p], lr=0.01)
+    sizes = []
+    for k in range(300):
+        before = p.detach().clone()
+        p.grad = torch.full_like(p, 1.0 if k < 100 else 1e-2)
+        opt.step()
+        sizes.append(float((p.detach() - before).abs()))
+    return sizes[0], sizes[-1]
+
+
+def test_short_memory_adam_recovers_its_step_after_the_gradient_shrinks():
+    """Phase 1's gradients shrink by orders of magnitude once the class is
+    gone; the default optimiser must then still take steps of about ``lr``,
+    where torch's Adam (beta2 = 0.999) still divides by the early gradients."""
+    first, late = _late_step_sizes(short_memory_adam)
+    assert abs(first - 0.01) < 1e-6
+    assert late > 0.008  # 200 steps after a 100x drop: back to ~lr
+    _, late_torch = _late_step_sizes(torch.optim.Adam)
+    assert late_torch < 0.0002  # still divided by the first 100 gradients
+    opt = short_memory_adam([torch.zeros(1, requires_grad=True)], lr=0.5)
+    assert isinstance(opt, torch.optim.Adam)
+    assert opt.param_groups[0]["betas"] == (0.9, 0.95) and opt.param_groups[0]["lr"] == 0.5
+
+
+def test_resolve_optimizer_defaults_to_short_memory_adam_and_rejects_non_callables():
+    assert resolve_optimizer(None) is short_memory_adam
+    assert resolve_optimizer(torch.optim.SGD) is torch.optim.SGD
+    with pytest.raises(TypeError, match="optimizer"):
+        resolve_optimizer("adam")

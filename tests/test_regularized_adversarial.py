@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import pytest
@@ -245,6 +246,20 @@ def test_custom_optimizer_and_score_choices(image_case):
     for score in ("sigmoid", "identity"):
         mask = RegularizedAdversarial(one_logit).attribute(x, score=score, **FAST)
         assert float(mask.sum()) > 0 and not bool(mask[~truth].any())
+
+
+def test_default_optimizer_is_short_memory_adam(image_case, request):
+    """``optimizer=None`` builds Adam with betas (0.9, 0.95) for both phases
+    (recorded by a spy), the same result as passing it explicitly."""
+    model, x, _ = image_case
+    kw = dict(target=1, return_perturbed=True, search_steps=0, **FAST)
+    _, j_explicit = RegularizedAdversarial(model).attribute(
+        x, optimizer=functools.partial(torch.optim.Adam, betas=(0.9, 0.95)), **kw
+    )
+    made = request.getfixturevalue("adam_spy")
+    _, j_default = RegularizedAdversarial(model).attribute(x, **kw)
+    assert made == [(0.005, (0.9, 0.95)), (0.05, (0.9, 0.95))]  # phase 1, phase 2
+    assert torch.equal(j_default, j_explicit)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
