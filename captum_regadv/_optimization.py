@@ -58,16 +58,28 @@ def short_memory_adam(params: list[Tensor], lr: float) -> torch.optim.Optimizer:
 
     The default optimiser of :class:`~captum_regadv.RegularizedAdversarial`
     and :func:`~captum_regadv.perturb_within_mask`. Adam's step on an element
-    is about :math:`\mathrm{lr}\, m_t / \sqrt{v_t}`, with :math:`v_t` an
-    average of squared gradients over about :math:`1 / (1 - \beta_2)` steps.
-    Phase 1's gradients shrink by orders of magnitude once the class is
-    destroyed (the classification term then stops pulling and only the
-    regularisers act); with torch's :math:`\beta_2 = 0.999` the memory spans
-    the whole run, so :math:`v_t` still holds the large early gradients and the
-    late steps that shrink the mask are tiny. With :math:`\beta_2 = 0.95` the
-    step follows the current gradient scale: measured on the lesion benchmark
-    (README, "Speed"), early stopping then reaches the full-budget APE_D within
-    3% in 0.40 of the steps, where torch's default needs 0.55 for 5%.
+    is about :math:`\mathrm{lr}\, \hat m_t / \sqrt{\hat v_t}`, with
+    :math:`\hat v_t` an average of squared gradients over about
+    :math:`1 / (1 - \beta_2)` steps. Phase 1's gradients shrink by orders of
+    magnitude once the class is destroyed (the classification term stops
+    pulling and only the regularisers act). With torch's
+    :math:`\beta_2 = 0.999` the memory outlasts the whole run, so
+    :math:`\hat v_t` still holds the large early gradients and the late
+    steps, the ones that shrink the mask, are tiny; with
+    :math:`\beta_2 = 0.95` the step follows the current gradient scale.
+
+    Measured on Table 1 (README): APE_D 0.0116 -> 0.0091 (shapes),
+    0.0156 -> 0.0116 (shortcut), 0.0199 -> 0.0203 (lesions) against torch's
+    Adam at the same 200 + 100 steps; with ``patience=10`` the lesion run
+    stops after 0.40 of the steps within 2.5% of its full-budget APE_D.
+    Smaller :math:`\beta_2` (0.9, 0.8) gave similar means on 32 lesion
+    images but one collapsed mask among the 16 of Table 1; 0.5 was worse.
+
+    Example:
+        >>> import torch
+        >>> p = torch.zeros(3, requires_grad=True)
+        >>> short_memory_adam([p], lr=0.01).param_groups[0]["betas"]
+        (0.9, 0.95)
     """
     return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.95))
 
