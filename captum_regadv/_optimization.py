@@ -32,6 +32,31 @@ class OptimizationResult:
     steps_run: Tensor
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """How :func:`minimize_per_example` runs, one value per optimisation.
+
+    Attributes:
+        optimizer: optimiser class or factory, called as
+            ``optimizer(params, lr=lr)``.
+        lr: step size.
+        steps: maximum number of updates per example.
+        patience: the early-stopping window (``None``: run every example for
+            ``steps`` updates); see :func:`minimize_per_example`.
+        rel_tol: the improvement that keeps an example going.
+        batch_size: at most this many examples are optimised at once
+            (``None``: all); chunks are independent, so results do not depend
+            on it.
+    """
+
+    optimizer: OptimizerClass
+    lr: float
+    steps: int
+    patience: Optional[int] = None
+    rel_tol: float = 0.0
+    batch_size: Optional[int] = None
+
+
 def _slice_optimizer(
     old: torch.optim.Optimizer,
     old_params: tuple[Tensor, ...],
@@ -131,13 +156,8 @@ def minimize_per_example(
     init: tuple[Tensor, ...],
     loss_fn: LossFn,
     project: ProjectFn,
+    loop: LoopSettings,
     *,
-    optimizer: OptimizerClass,
-    lr: float,
-    steps: int,
-    patience: Optional[int],
-    rel_tol: float,
-    batch_size: Optional[int],
     progress: Optional[str] = None,
     keep_best: bool = True,
     monitor: Optional[Callable[[Tensor], Tensor]] = None,
@@ -150,23 +170,16 @@ def minimize_per_example(
             ``rows`` (indices into the full batch) at ``params``.
         project: in-place projection of ``params`` (rows ``rows``) onto the
             feasible set, called under ``torch.no_grad()`` after every step.
-        optimizer: optimiser class, called as ``optimizer(params, lr=lr)``.
-        lr: step size.
-        steps: maximum number of updates per example.
-        patience: stop an example when its lowest loss has improved by at
-            most ``rel_tol * max(|lowest loss|, 1)`` over the last ``patience``
-            steps (relative for large losses, absolute below 1: a probability
-            that drops from 1e-4 to 1e-5 is not progress worth a step). The
-            first ``patience`` steps are a warm-up that never counts, and the
-            window only opens once the example has improved on its starting
-            loss by that much: the transient of the first steps (Adam moves
-            every element by about ``lr``, which can dip or raise the loss for
-            a while) never stops an example. ``None`` runs every example for
-            ``steps`` updates.
-        rel_tol: the improvement that resets the patience counter.
-        batch_size: at most this many examples are optimised at once
-            (``None``: all); chunks are independent, so results do not
-            depend on it.
+        loop: optimiser, step size, steps, early stopping and chunk size.
+            With ``loop.patience``, an example stops when its lowest loss has
+            improved by at most ``rel_tol * max(|lowest loss|, 1)`` over the
+            last ``patience`` steps (relative for large losses, absolute below
+            1: a probability that drops from 1e-4 to 1e-5 is not progress
+            worth a step). The first ``patience`` steps are a warm-up that
+            never counts, and the window only opens once the example has
+            improved on its starting loss by that much: the transient of the
+            first steps (Adam moves every element by about ``lr``, which can
+            dip or raise the loss for a while) never stops an example.
         progress: label of a tqdm progress bar over all chunks' steps, or
             ``None`` (default) for no bar.
         keep_best: return each example's lowest-loss iterate (default), or
@@ -183,17 +196,18 @@ def minimize_per_example(
     best = tuple(t.detach().clone() for t in init)
     best_loss = torch.full((n,), float("inf"), dtype=init[0].dtype, device=device)
     steps_run = torch.zeros(n, dtype=torch.long, device=device)
-    chunk = n if batch_size is None else batch_size
+    steps, patience = loop.steps, loop.patience
+    chunk = n if loop.batch_size is None else loop.batch_size
 
     def make(params: list[Tensor]) -> torch.optim.Optimizer:
-        return optimizer(params, lr=lr)
+        return loop.optimizer(params, lr=loop.lr)
 
     bar = tqdm(total=steps * -(-n // chunk), desc=progress, disable=progress is None)
     for start in range(0, n, chunk):
         rows = torch.arange(start, min(start + chunk, n), device=device)
         params = tuple(t[rows].detach().clone().requires_grad_(True) for t in init)
         opt = make(list(params))
-        plateau = None if patience is None else _Plateau(patience, rel_tol, best_loss[rows])
+        plateau = None if patience is None else _Plateau(patience, loop.rel_tol, best_loss[rows])
         for step in range(steps + 1):
             last = step == steps
             with torch.set_grad_enabled(not last):

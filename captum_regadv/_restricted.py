@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ._forward import ScoredModel
 from ._objectives import Mode, Objective, classification_term, project_into
-from ._optimization import OptimizationResult, OptimizerClass, minimize_per_example
+from ._optimization import LoopSettings, OptimizationResult, minimize_per_example
 
 
 def attack_within_mask(
@@ -22,17 +22,12 @@ def attack_within_mask(
     inputs: tuple[Tensor, ...],
     masks: tuple[Tensor, ...],
     bounds: tuple[tuple[Tensor, Tensor], ...],
+    loop: LoopSettings,
     *,
     mode: Mode,
     objective: Objective,
     reference: Optional[Tensor],
     start: Optional[tuple[Tensor, ...]],
-    optimizer: OptimizerClass,
-    lr: float,
-    steps: int,
-    patience: Optional[int],
-    rel_tol: float,
-    batch_size: Optional[int],
     progress: Optional[str],
 ) -> OptimizationResult:
     r"""Optimise ``J`` where it may change and keep it exactly ``I`` elsewhere.
@@ -71,12 +66,7 @@ def attack_within_mask(
         init,
         loss_fn,
         project,
-        optimizer=optimizer,
-        lr=lr,
-        steps=steps,
-        patience=patience,
-        rel_tol=rel_tol,
-        batch_size=batch_size,
+        loop,
         progress=progress,
         monitor=torch.sigmoid if watches_probability else None,
     )

@@ -39,7 +39,7 @@ from ._boundary import (
 )
 from ._forward import ScoredModel
 from ._objectives import OBJECTIVES, Objective
-from ._optimization import OptimizerClass
+from ._optimization import LoopSettings, OptimizerClass
 from ._restricted import attack_within_mask
 from .metrics import ape_d
 from .scores import Score, TargetType, check_score
@@ -215,16 +215,11 @@ def perturb_within_mask(
             originals,
             tuple(m.detach() != 0 for m in mask_t),
             value_bounds,
+            LoopSettings(optimizer, float(lr), steps, patience, float(rel_tol), internal_batch_size),
             mode="destroy",
             objective=objective,
             reference=None,
             start=None,
-            optimizer=optimizer,
-            lr=lr,
-            steps=steps,
-            patience=patience,
-            rel_tol=rel_tol,
-            batch_size=internal_batch_size,
             progress=None,
         )
     return _like_input(tuple(t.detach() for t in result.best), inputs)

@@ -64,7 +64,7 @@ from ._boundary import (
 )
 from ._forward import ScoredModel
 from ._objectives import OBJECTIVES, Objective, classification_term
-from ._optimization import OptimizerClass, minimize_per_example
+from ._optimization import LoopSettings, OptimizerClass, minimize_per_example
 from .perturbations import gaussian_blur, total_variation
 from .scores import Score, TargetType, check_score
 
@@ -484,16 +484,13 @@ class MeaningfulPerturbation(MaskAttribution):
                 l1_weight=float(l1_weight),
                 tv_weight=float(tv_weight),
                 tv_beta=float(tv_beta),
-                steps=steps,
-                lr=float(lr),
-                optimizer=optimizer,
+                loop=LoopSettings(
+                    optimizer, float(lr), steps, patience, float(rel_tol), internal_batch_size
+                ),
                 objective=objective,
                 mask_scale=float(mask_scale),
                 upsample=upsample,
                 per_channel=per_channel,
-                patience=patience,
-                rel_tol=float(rel_tol),
-                internal_batch_size=internal_batch_size,
                 show_progress=show_progress,
             )
         saliency_out: TensorOrTuple = saliency if is_tuple else saliency[0]
@@ -512,16 +509,11 @@ class MeaningfulPerturbation(MaskAttribution):
         l1_weight: float,
         tv_weight: float,
         tv_beta: float,
-        steps: int,
-        lr: float,
-        optimizer: OptimizerClass,
+        loop: LoopSettings,
         objective: Objective,
         mask_scale: float,
         upsample: Upsample,
         per_channel: bool,
-        patience: Optional[int],
-        rel_tol: float,
-        internal_batch_size: Optional[int],
         show_progress: bool,
     ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         n = originals[0].shape[0]
@@ -572,12 +564,7 @@ class MeaningfulPerturbation(MaskAttribution):
             init,
             loss_fn,
             project,
-            optimizer=optimizer,
-            lr=lr,
-            steps=steps,
-            patience=patience,
-            rel_tol=rel_tol,
-            batch_size=internal_batch_size,
+            loop,
             progress="meaningful perturbation" if show_progress else None,
         )
         self.last_steps = result.steps_run  # for benchmarks of early stopping

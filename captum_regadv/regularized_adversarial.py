@@ -31,6 +31,7 @@ model interpretability*, arXiv:1811.07311.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Optional, Union
 
@@ -64,7 +65,7 @@ from ._objectives import (
     project_into,
     reference_value,
 )
-from ._optimization import OptimizerClass, minimize_per_example
+from ._optimization import LoopSettings, OptimizerClass, minimize_per_example
 from ._restricted import attack_within_mask
 from .perturbations import soft_support, total_variation
 from .scores import Score, TargetType, check_score
@@ -253,6 +254,14 @@ class RegularizedAdversarial(MaskAttribution):
         warn_if_training(self.forward_func)
 
         originals = tuple(t.detach() for t in inputs_tuple)
+        phase1_loop = LoopSettings(
+            optimizer, float(lr), steps, patience, float(rel_tol), internal_batch_size
+        )
+        phase2_loop = dataclasses.replace(
+            phase1_loop,
+            lr=float(10 * lr if phase2_lr is None else phase2_lr),
+            steps=phase2_steps,
+        )
         with torch.enable_grad():
             model, output = ScoredModel.build(
                 self.forward_func,
@@ -268,16 +277,10 @@ class RegularizedAdversarial(MaskAttribution):
                 tv_weight=float(tv_weight),
                 gamma=float(gamma),
                 epsilon=float(epsilon),
-                steps=steps,
-                phase2_steps=phase2_steps,
-                lr=float(lr),
-                phase2_lr=float(10 * lr if phase2_lr is None else phase2_lr),
-                optimizer=optimizer,
+                phase1_loop=phase1_loop,
+                phase2_loop=phase2_loop,
                 objective=objective,
                 mode=mode,
-                patience=patience,
-                rel_tol=float(rel_tol),
-                internal_batch_size=internal_batch_size,
                 show_progress=show_progress,
             )
             masks, perturbed, steps_run = explain(model, originals, output, value_bounds, 1.0)
@@ -325,16 +328,10 @@ class RegularizedAdversarial(MaskAttribution):
         tv_weight: float,
         gamma: float,
         epsilon: float,
-        steps: int,
-        phase2_steps: int,
-        lr: float,
-        phase2_lr: float,
-        optimizer: OptimizerClass,
+        phase1_loop: LoopSettings,
+        phase2_loop: LoopSettings,
         objective: Objective,
         mode: Mode,
-        patience: Optional[int],
-        rel_tol: float,
-        internal_batch_size: Optional[int],
         show_progress: bool,
     ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
         """Phases 1 and 2 with the regularisers' weights multiplied by ``weight_scale``.
@@ -383,12 +380,7 @@ class RegularizedAdversarial(MaskAttribution):
             start,
             phase1_loss,
             project,
-            optimizer=optimizer,
-            lr=lr,
-            steps=steps,
-            patience=patience,
-            rel_tol=rel_tol,
-            batch_size=internal_batch_size,
+            phase1_loop,
             progress="phase 1" if show_progress else None,
             keep_best=False,
         )
@@ -398,7 +390,7 @@ class RegularizedAdversarial(MaskAttribution):
         )
         masks = tuple((s >= 0) if mode == "destroy" else (s < 0) for s in supports)
         steps_run = phase1.steps_run
-        if phase2_steps == 0:
+        if phase2_loop.steps == 0:
             perturbed = originals if mode == "destroy" else tuple(
                 torch.where(m, o, j) for m, o, j in zip(masks, originals, phase1.best)
             )
@@ -408,16 +400,11 @@ class RegularizedAdversarial(MaskAttribution):
                 originals,
                 masks,
                 bounds,
+                phase2_loop,
                 mode=mode,
                 objective=objective,
                 reference=reference,
                 start=phase1.best if mode == "preserve" else None,
-                optimizer=optimizer,
-                lr=phase2_lr,
-                steps=phase2_steps,
-                patience=patience,
-                rel_tol=rel_tol,
-                batch_size=internal_batch_size,
                 progress="phase 2" if show_progress else None,
             )
             perturbed = phase2.best

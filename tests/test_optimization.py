@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from captum_regadv._boundary import resolve_optimizer
-from captum_regadv._optimization import minimize_per_example, short_memory_adam
+from captum_regadv._optimization import LoopSettings, minimize_per_example, short_memory_adam
 
 
 def _scripted(values: list[list[float]], calls: list[list[int]]):
@@ -34,12 +34,7 @@ def _run(values, *, steps, patience=None, rel_tol=0.0, keep_best=True):
         init,
         _scripted(values, calls),
         lambda params, rows: None,
-        optimizer=torch.optim.SGD,
-        lr=1.0,
-        steps=steps,
-        patience=patience,
-        rel_tol=rel_tol,
-        batch_size=None,
+        LoopSettings(torch.optim.SGD, lr=1.0, steps=steps, patience=patience, rel_tol=rel_tol),
         keep_best=keep_best,
     )
     return result, calls
@@ -95,12 +90,7 @@ def test_monitor_is_what_patience_watches_and_the_loss_picks_the_iterate():
             (torch.zeros(1, 2, dtype=torch.float64),),
             _scripted(falling, calls),
             lambda params, rows: None,
-            optimizer=torch.optim.SGD,
-            lr=1.0,
-            steps=60,
-            patience=5,
-            rel_tol=1e-3,
-            batch_size=None,
+            LoopSettings(torch.optim.SGD, lr=1.0, steps=60, patience=5, rel_tol=1e-3),
             monitor=monitor,
         )
 
