@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from ._optimization import OptimizerClass, short_memory_adam
+from ._optimization import LoopSettings, OptimizerClass, short_memory_adam
 from .perturbations import default_tv_dims
 
 TensorOrTuple = Union[Tensor, tuple[Tensor, ...]]
@@ -257,6 +257,27 @@ def resolve_optimizer(optimizer: object) -> OptimizerClass:
     if not callable(optimizer):
         raise TypeError("optimizer must be a torch.optim.Optimizer class (or a factory)")
     return optimizer  # type: ignore[return-value]
+
+
+def loop_settings(
+    *,
+    optimizer: object,
+    lr: float,
+    steps: int,
+    patience: Optional[int],
+    rel_tol: float,
+    internal_batch_size: Optional[int],
+) -> LoopSettings:
+    """The public optimisation arguments, checked (errors name them), as one
+    :class:`LoopSettings`; ``optimizer=None`` is :func:`short_memory_adam`."""
+    check_number(steps, "steps", minimum=1, integer=True)
+    check_number(lr, "lr", minimum=0.0, strict=True)
+    check_number(rel_tol, "rel_tol", minimum=0.0)
+    check_optional_int(patience, "patience")
+    check_optional_int(internal_batch_size, "internal_batch_size")
+    return LoopSettings(
+        resolve_optimizer(optimizer), float(lr), steps, patience, float(rel_tol), internal_batch_size
+    )
 
 
 def bound_rows(bound: Tensor, rows: Tensor) -> Tensor:

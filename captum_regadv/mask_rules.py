@@ -32,14 +32,13 @@ from ._boundary import (
     check_inputs,
     check_like,
     check_number,
-    check_optional_int,
     format_additional_args,
+    loop_settings,
     resolve_bounds,
-    resolve_optimizer,
 )
 from ._forward import ScoredModel
 from ._objectives import OBJECTIVES, Objective
-from ._optimization import LoopSettings, OptimizerClass
+from ._optimization import OptimizerClass
 from ._restricted import attack_within_mask
 from .metrics import ape_d
 from .scores import Score, TargetType, check_score
@@ -197,12 +196,10 @@ def perturb_within_mask(
     check_inputs(originals)
     mask_t = as_tuple(masks, "masks")
     check_like(originals, mask_t, "masks")
-    check_number(steps, "steps", minimum=1, integer=True)
-    check_number(lr, "lr", minimum=0.0, strict=True)
-    check_number(rel_tol, "rel_tol", minimum=0.0)
-    check_optional_int(patience, "patience")
-    check_optional_int(internal_batch_size, "internal_batch_size")
-    optimizer = resolve_optimizer(optimizer)
+    loop = loop_settings(
+        optimizer=optimizer, lr=lr, steps=steps, patience=patience, rel_tol=rel_tol,
+        internal_batch_size=internal_batch_size,
+    )
     check_score(score)
     check_choice(objective, "objective", OBJECTIVES)
     value_bounds = resolve_bounds(bounds, originals)
@@ -215,7 +212,7 @@ def perturb_within_mask(
             originals,
             tuple(m.detach() != 0 for m in mask_t),
             value_bounds,
-            LoopSettings(optimizer, float(lr), steps, patience, float(rel_tol), internal_batch_size),
+            loop,
             mode="destroy",
             objective=objective,
             reference=None,

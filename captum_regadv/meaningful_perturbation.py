@@ -51,13 +51,12 @@ from torch import Tensor
 from ._captum import MaskAttribution, log_usage
 from ._boundary import (
     check_choice,
-    resolve_optimizer,
+    loop_settings,
     TensorOrTuple,
     TvDims,
     as_tuple,
     check_inputs,
     check_number,
-    check_optional_int,
     format_additional_args,
     resolve_tv_dims,
     warn_if_training,
@@ -445,13 +444,11 @@ class MeaningfulPerturbation(MaskAttribution):
         check_number(l1_weight, "l1_weight", minimum=0.0)
         check_number(tv_weight, "tv_weight", minimum=0.0)
         check_number(tv_beta, "tv_beta", minimum=0.0, strict=True)
-        check_number(steps, "steps", minimum=1, integer=True)
-        check_number(lr, "lr", minimum=0.0, strict=True)
+        loop = loop_settings(
+            optimizer=optimizer, lr=lr, steps=steps, patience=patience, rel_tol=rel_tol,
+            internal_batch_size=internal_batch_size,
+        )
         check_number(mask_scale, "mask_scale", minimum=1.0)
-        check_number(rel_tol, "rel_tol", minimum=0.0)
-        check_optional_int(patience, "patience")
-        check_optional_int(internal_batch_size, "internal_batch_size")
-        optimizer = resolve_optimizer(optimizer)
         check_score(score)
         check_choice(objective, "objective", OBJECTIVES)
         check_choice(upsample, "upsample", UPSAMPLES)
@@ -484,9 +481,7 @@ class MeaningfulPerturbation(MaskAttribution):
                 l1_weight=float(l1_weight),
                 tv_weight=float(tv_weight),
                 tv_beta=float(tv_beta),
-                loop=LoopSettings(
-                    optimizer, float(lr), steps, patience, float(rel_tol), internal_batch_size
-                ),
+                loop=loop,
                 objective=objective,
                 mask_scale=float(mask_scale),
                 upsample=upsample,

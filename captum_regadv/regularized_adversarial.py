@@ -48,8 +48,7 @@ from ._boundary import (
     check_number,
     bound_rows,
     check_choice,
-    resolve_optimizer,
-    check_optional_int,
+    loop_settings,
     format_additional_args,
     resolve_bounds,
     resolve_tv_dims,
@@ -233,19 +232,17 @@ class RegularizedAdversarial(MaskAttribution):
         check_number(tv_weight, "tv_weight", minimum=0.0)
         check_number(gamma, "gamma", minimum=0.0, strict=True)
         check_number(epsilon, "epsilon", minimum=0.0)
-        check_number(steps, "steps", minimum=1, integer=True)
+        phase1_loop = loop_settings(
+            optimizer=optimizer, lr=lr, steps=steps, patience=patience, rel_tol=rel_tol,
+            internal_batch_size=internal_batch_size,
+        )
         check_number(phase2_steps, "phase2_steps", minimum=0, integer=True)
-        check_number(lr, "lr", minimum=0.0, strict=True)
         if phase2_lr is not None:
             check_number(phase2_lr, "phase2_lr", minimum=0.0, strict=True)
-        check_number(rel_tol, "rel_tol", minimum=0.0)
-        check_optional_int(patience, "patience")
-        check_optional_int(internal_batch_size, "internal_batch_size")
         check_number(search_steps, "search_steps", minimum=0, integer=True)
         check_number(search_factor, "search_factor", minimum=0.0, strict=True)
         if search_factor >= 1:
             raise ValueError(f"search_factor must be < 1, got {search_factor}")
-        optimizer = resolve_optimizer(optimizer)
         check_score(score)
         check_choice(objective, "objective", OBJECTIVES)
         check_choice(mode, "mode", MODES)
@@ -254,9 +251,6 @@ class RegularizedAdversarial(MaskAttribution):
         warn_if_training(self.forward_func)
 
         originals = tuple(t.detach() for t in inputs_tuple)
-        phase1_loop = LoopSettings(
-            optimizer, float(lr), steps, patience, float(rel_tol), internal_batch_size
-        )
         phase2_loop = dataclasses.replace(
             phase1_loop,
             lr=float(10 * lr if phase2_lr is None else phase2_lr),
