@@ -18,9 +18,11 @@ from .meaningful_perturbation import MeaningfulPerturbation, deletion_reference
 from ._optimization import short_memory_adam
 from .metrics import APEComponents, ape_d, ape_s, cc_hit_rate
 from .regularized_adversarial import RegularizedAdversarial
+from ._weight_search import Diagnostics
 
 __all__ = [
     "RegularizedAdversarial",
+    "Diagnostics",
     "MeaningfulPerturbation",
     "deletion_reference",
     "short_memory_adam",

@@ -24,12 +24,14 @@ OptimizerClass = Callable[..., torch.optim.Optimizer]
 
 @dataclass(frozen=True)
 class OptimizationResult:
-    """Kept iterate per example (the best, or the last), its loss ``(N,)`` and
-    the updates run ``(N,)``."""
+    """Kept iterate per example (the best, or the last), its loss ``(N,)``,
+    the updates run ``(N,)`` and the loss at every step, ``(steps + 1) x N``
+    (NaN after an example stopped early), as the loop computed it."""
 
     best: tuple[Tensor, ...]
     best_loss: Tensor
     steps_run: Tensor
+    history: Tensor
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ def minimize_per_example(
     best_loss = torch.full((n,), float("inf"), dtype=init[0].dtype, device=device)
     steps_run = torch.zeros(n, dtype=torch.long, device=device)
     steps, patience = loop.steps, loop.patience
+    history = torch.full((steps + 1, n), float("nan"), dtype=init[0].dtype, device=device)
     chunk = n if loop.batch_size is None else loop.batch_size
 
     def make(params: list[Tensor]) -> torch.optim.Optimizer:
@@ -214,6 +217,7 @@ def minimize_per_example(
                 loss = loss_fn(params, rows)
                 grads = None if last else torch.autograd.grad(loss.sum(), params)
             loss = loss.detach()
+            history[step, rows] = loss.to(history.dtype)
             with torch.no_grad():
                 if keep_best:
                     take = torch.isfinite(loss) & (loss < best_loss[rows])
@@ -247,4 +251,4 @@ def minimize_per_example(
                 plateau.keep(keep)
         bar.update((start // chunk + 1) * steps - bar.n)  # the steps early stopping saved
     bar.close()
-    return OptimizationResult(best=best, best_loss=best_loss, steps_run=steps_run)
+    return OptimizationResult(best=best, best_loss=best_loss, steps_run=steps_run, history=history)

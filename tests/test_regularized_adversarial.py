@@ -348,7 +348,13 @@ def test_search_rescues_examples_the_fixed_weights_leave_unexplained():
     mask, j = ra.attribute(x, target=1, bounds=(0.0, 1.0), return_perturbed=True)
     assert bool((mask.sum(1) > 0).all()) and not bool(mask[:, [0, 3, 4, 5]].any())
     assert bool((prob1(model, j) < 0.5).all())
-    assert bool((ra.last_steps > 300).all())  # the search ran again
+    # the search ran again, and its passes are counted
+    one_run = RegularizedAdversarial(model)
+    one_run.attribute(x, target=1, bounds=(0.0, 1.0), search_steps=0)
+    d = ra.last_diagnostics
+    assert bool((d.attempts > 1).all()) and bool((d.kept_attempt > 0).all())
+    assert bool((ra.last_steps > one_run.last_steps).all())
+    assert torch.allclose(d.weight_scale, 0.1 ** d.kept_attempt.to(d.weight_scale.dtype))
 
 
 def test_search_leaves_successful_examples_alone(image_case):
@@ -383,11 +389,19 @@ def test_phase1_mask_is_not_the_dense_first_step():
     x = 0.5 + 0.01 * torch.rand(1, 1, 16, 16, generator=g)
     model = _DenseAndRegion().eval()
     mask, j = RegularizedAdversarial(model).attribute(
-        x, target=1, bounds=(0.0, 1.0), search_steps=0, return_perturbed=True
+        x, target=1, bounds=(0.0, 1.0), search_steps=0, return_perturbed=True,
+        refine_candidates=0,
     )
     region = torch.zeros_like(mask)
     region[..., 6:10, 6:10] = 1
     assert torch.equal(mask, region)
+    assert float(torch.softmax(model(j), 1)[0, 1]) < 0.5
+    # the refinement keeps the smallest part of it that still destroys the
+    # class: one evidence pixel (weight 30) outweighs the +4 offset
+    refined, j = RegularizedAdversarial(model).attribute(
+        x, target=1, bounds=(0.0, 1.0), search_steps=0, return_perturbed=True
+    )
+    assert 0 < float(refined.sum()) < 16 and not bool(refined[region == 0].any())
     assert float(torch.softmax(model(j), 1)[0, 1]) < 0.5
 
 
