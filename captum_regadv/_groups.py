@@ -87,7 +87,7 @@ def _default_ids(t: Tensor) -> Optional[Tensor]:
         ids = torch.arange(int(torch.tensor(spatial).prod()), device=t.device).view(
             (1, 1) + spatial
         )
-        return ids
+        return ids.expand((1,) + tuple(t.shape[1:])).contiguous()
     return None
 
 
@@ -128,13 +128,11 @@ def resolve_groups(feature_mask: FeatureMask, inputs: tuple[Tensor, ...]) -> Opt
                 f"{tuple(t.shape)}"
             )
         m = m.reshape((1,) * (t.dim() - m.dim()) + tuple(m.shape)).to(t.device)
-        try:
-            torch.broadcast_shapes(m.shape, t.shape)
-        except RuntimeError:
+        if not _broadcasts(tuple(m.shape), tuple(t.shape)):
             raise ValueError(
                 f"{label} of shape {tuple(m.shape)} does not broadcast to the input shape "
                 f"{tuple(t.shape)}"
-            ) from None
+            )
         if m.shape[0] not in (1, t.shape[0]):
             raise ValueError(f"{label} must have a first dimension of 1 or {t.shape[0]}")
         if m.numel() and bool((m < 0).any()):
@@ -147,3 +145,8 @@ def resolve_groups(feature_mask: FeatureMask, inputs: tuple[Tensor, ...]) -> Opt
         out.append(inverse[offset:offset + i.numel()].view(i.shape))
         offset += i.numel()
     return Groups(tuple(out), int(used.numel()))
+
+
+def _broadcasts(small: tuple[int, ...], large: tuple[int, ...]) -> bool:
+    """Whether ``small`` (of the same length) broadcasts to ``large``."""
+    return all(a in (1, b) for a, b in zip(small, large))

@@ -142,10 +142,7 @@ def explain_once(
     history["phase 2"] = phase2.history
     perturbed, steps_run = phase2.best, steps_run + phase2.steps_run
     if s.refine_fractions and s.mode == "destroy" and model.score != "identity":
-        ranking = tuple(
-            gaussian_blur((j - o).abs(), 1.0, d) if d else (j - o).abs()
-            for j, o, d in zip(phase1.best, originals, s.dims)
-        )
+        ranking = refinement_ranking(originals, phase1.best, perturbed, s.dims)
         masks, perturbed = prune_mask(
             model, originals, masks, perturbed, ranking=ranking, groups=s.groups,
             fractions=s.refine_fractions, dims=s.dims, chunk=s.phase1.batch_size,
@@ -162,6 +159,22 @@ def explain_once(
             perturbed, steps_run = polish.best, steps_run + polish.steps_run
     return Explanation(
         masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes, history
+    )
+
+
+def refinement_ranking(
+    originals: tuple[Tensor, ...],
+    phase1: tuple[Tensor, ...],
+    phase2: tuple[Tensor, ...],
+    dims: tuple[tuple[int, ...], ...],
+) -> tuple[Tensor, ...]:
+    """What the refinement ranks the mask's elements by: phase 1's change
+    :math:`|J_1 - I|`, blurred over the spatial dims (Gaussian, sigma 1), so
+    that connected parts of the change rank together."""
+    del phase2
+    return tuple(
+        gaussian_blur((j - o).abs(), 1.0, d) if d else (j - o).abs()
+        for j, o, d in zip(phase1, originals, dims)
     )
 
 

@@ -359,7 +359,8 @@ def _warn_if_large(masks: tuple[Tensor, ...], mode: Mode) -> None:
     """Warn when a destroying mask covers most of its example."""
     if mode != "destroy":
         return
-    covered = sum(m.flatten(1).sum(1) for m in masks) / sum(m[0].numel() for m in masks)
+    covered = torch.stack([m.flatten(1).sum(1) for m in masks]).sum(0)
+    covered = covered / sum(m[0].numel() for m in masks)
     large = int((covered > LARGE_MASK).sum())
     if large:
         warnings.warn(

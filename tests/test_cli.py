@@ -438,7 +438,7 @@ def test_help_lists_options_with_library_defaults(capsys: pytest.CaptureFixture[
                  "--epsilon", "--gamma", "--mode", "--patience", "--scale", "--mean", "--std",
                  "--channels", "--size", "--bounds", "--batch-size", "--device", "--target"):
         assert flag in text
-    assert "(default: 200)" in text  # --steps, from the library's signature
+    assert "(default: 60)" in text  # --steps, from the library's signature
 
 
 def test_only_user_set_method_options_are_passed(
