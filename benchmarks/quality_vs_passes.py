@@ -11,9 +11,10 @@ side in one run:
 * any ``name:key=value,key=value`` given with ``--schedule`` (keyword
   arguments of ``attribute``; numbers, ``True``/``False``/``None``).
 
-Passes are forward+backward passes of the model per example
-(``explainer.last_steps``, the weight search included) plus the forward-only
-evaluations (``explainer.last_forward_passes``), each counted as one pass.
+Passes are forward+backward passes of the model per example, the weight
+search included (``explainer.last_diagnostics.passes``); the forward-only
+evaluations (``last_diagnostics.forward_passes``: the refinement's candidates
+and the scores the search reads) are reported in their own column.
 
 Usage::
 
@@ -33,7 +34,9 @@ from captum_regadv import RegularizedAdversarial, ape_d, cc_hit_rate
 from captum_regadv.benchmark import TrainConfig, load_or_train, predict_proba
 
 #: The schedule of the previous release: 200 + 100 steps, nothing else.
-LEGACY: dict[str, Any] = dict(steps=200, phase2_steps=100, refine=False, warm_start=False)
+LEGACY: dict[str, Any] = dict(
+    steps=200, phase2_steps=100, refine_candidates=0, phase2_start="input"
+)
 
 
 def parse_schedule(text: str) -> tuple[str, dict[str, Any]]:
@@ -63,17 +66,18 @@ def evaluate(
     model: torch.nn.Module, images: torch.Tensor, truth: torch.Tensor, kwargs: dict[str, Any],
     batch_size: int,
 ) -> dict[str, float]:
-    """Mean APE_D, mean CC hit rate, median and mean passes, seconds per image."""
+    """Mean APE_D, mean CC hit rate, median and mean passes (forward+backward),
+    median forward-only passes, seconds per image."""
     explainer = RegularizedAdversarial(model)
-    masks, perturbed, passes = [], [], []
+    masks, perturbed, passes, forwards = [], [], [], []
     start = time.perf_counter()
     for k in range(0, images.shape[0], batch_size):
         x = images[k:k + batch_size]
         m, j = explainer.attribute(x, target=1, bounds=(0.0, 1.0), return_perturbed=True, **kwargs)
         masks.append(m)
         perturbed.append(j)
-        forward_only = getattr(explainer, "last_forward_passes", torch.zeros_like(explainer.last_steps))
-        passes.append(explainer.last_steps + forward_only)
+        passes.append(explainer.last_diagnostics.passes)
+        forwards.append(explainer.last_diagnostics.forward_passes)
     seconds = (time.perf_counter() - start) / images.shape[0]
     mask, j = torch.cat(masks), torch.cat(perturbed)
     p = torch.cat(passes).double()
@@ -84,6 +88,7 @@ def evaluate(
         area=float(mask.mean()),
         passes_median=float(p.median()),
         passes_mean=float(p.mean()),
+        forward_median=float(torch.cat(forwards).double().median()),
         seconds=seconds,
     )
 
@@ -106,8 +111,11 @@ def main() -> None:
     if not args.no_default:
         schedules.append(("default", {}))
     schedules += [parse_schedule(s) for s in args.schedule]
-    print("| domain | schedule | passes (median) | passes (mean) | APE_D | vs legacy | CC hit rate (%) | mask area (%) | s / image |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| domain | schedule | fwd+bwd passes (median) | (mean) | forward-only (median) "
+        "| APE_D | vs legacy | CC hit rate (%) | mask area (%) | s / image |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for dataset in args.datasets:
         model, images, truth = positives(dataset, args.n)
         baseline = None
@@ -116,6 +124,7 @@ def main() -> None:
             baseline = r["ape_d"] if baseline is None else baseline
             print(
                 f"| {dataset} | {name} | {r['passes_median']:.0f} | {r['passes_mean']:.1f} | "
+                f"{r['forward_median']:.0f} | "
                 f"{r['ape_d']:.4f} | {r['ape_d'] / baseline - 1:+.1%} | {r['cc_hit_rate']:.1f} | "
                 f"{100 * r['area']:.2f} | {r['seconds']:.2f} |",
                 flush=True,

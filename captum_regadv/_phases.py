@@ -24,6 +24,9 @@ from .perturbations import gaussian_blur, soft_support, total_variation
 
 __all__ = ["PhaseSettings", "Explanation", "explain_once"]
 
+#: Mask sizes the refinement scores between the best coarse candidate's neighbours.
+FINE_CANDIDATES = 8
+
 
 @dataclass(frozen=True)
 class PhaseSettings:
@@ -146,8 +149,9 @@ def explain_once(
         masks, perturbed = prune_mask(
             model, originals, masks, perturbed, ranking=ranking, groups=s.groups,
             fractions=s.refine_fractions, dims=s.dims, chunk=s.phase1.batch_size,
+            fine=FINE_CANDIDATES,
         )
-        forward_passes = forward_passes + len(s.refine_fractions)
+        forward_passes = forward_passes + len(s.refine_fractions) + FINE_CANDIDATES
         if s.refine_steps:
             polish = attack_within_mask(
                 model, originals, masks, bounds,

@@ -77,17 +77,18 @@ def prune_mask(
     chunk: Optional[int],
     ranking: tuple[Tensor, ...],
     groups: Optional[Groups] = None,
+    fine: int = 0,
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """The best candidate of every example: its (boolean) masks and ``J``.
 
     ``masks`` are boolean and shaped like ``originals`` (constant within
     each group of ``groups``); ``perturbed`` is phase 2's ``J`` (equal to
     ``I`` outside the mask); units are ranked by ``ranking`` (shaped like
-    the inputs; a group by its mean). Runs ``len(fractions)`` forward passes
-    per example, ``chunk`` (example, candidate) pairs at a time (all: ``None``).
+    the inputs; a group by its mean). Scores ``len(fractions)`` candidates
+    per example, then ``fine`` more sizes evenly spaced between the best
+    one's neighbours in the grid, ``chunk`` (example, candidate) pairs at a
+    time (all: ``None``), each one forward pass.
     """
-    n = originals[0].shape[0]
-    n_elements = sum(o[0].numel() for o in originals)
     change = _unit_values(ranking, groups)
     inside = _unit_values(tuple(m.to(change.dtype) for m in masks), groups) > 0.5
     count = inside.sum(1)
@@ -96,40 +97,74 @@ def prune_mask(
     order = torch.sort(key, dim=1, descending=True, stable=True).indices
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    k = len(fractions)
-    kept_counts = torch.stack(
+    candidates = _Candidates(model, originals, perturbed, rank, dims, chunk, groups)
+    kept = torch.stack(
         [torch.ceil(count.to(torch.float64) * q).to(torch.long) for q in fractions], dim=1
-    )  # N x K
-    # every (example, candidate) pair, scored ``chunk`` pairs at a time
-    pair_rows = torch.arange(n, device=rank.device).repeat_interleave(k)
-    pair_keep = kept_counts.flatten()
-    values = torch.empty(n * k, dtype=torch.float64, device=rank.device)
-    step = n * k if chunk is None else max(1, chunk)
-    for start in range(0, n * k, step):
-        block = torch.arange(start, min(start + step, n * k), device=rank.device)
-        rows = pair_rows[block]
-        unit_keep = rank[rows] < pair_keep[block, None]
-        element_keep = _unit_to_elements(
-            unit_keep, tuple(o[rows] for o in originals),
-            None if groups is None else groups.rows(rows),
-        )
-        candidates = tuple(
-            torch.where(e, p[rows], o[rows]) for e, p, o in zip(element_keep, perturbed, originals)
-        )
-        changed = tuple((c != o[rows]).to(o.dtype) for c, o in zip(candidates, originals))
-        l0 = torch.stack([c.flatten(1).sum(1) for c in changed]).sum(0)
-        tv = torch.stack([total_variation(c, d) for c, d in zip(changed, dims)]).sum(0)
-        sub = model.subset(rows)
-        local = torch.arange(rows.numel(), device=rank.device)
-        with torch.no_grad():
-            score = sub.score_of(sub.output(candidates, local), local)
-        values[block] = ((l0 + tv) / n_elements + score).to(torch.float64)
-    values = torch.where(torch.isfinite(values), values, torch.full_like(values, math.inf))
-    pick = values.view(n, k).argmin(1)
-    best_keep = kept_counts.gather(1, pick[:, None]).squeeze(1)
-    keep = rank < best_keep[:, None]
+    )  # N x K, decreasing
+    values = candidates.score(kept)
+    pick = values.argmin(1, keepdim=True)
+    if fine and kept.shape[1] > 1:
+        last = kept.shape[1] - 1
+        high = kept.gather(1, (pick - 1).clamp(min=0))
+        low = kept.gather(1, (pick + 1).clamp(max=last))
+        steps = torch.linspace(0, 1, fine + 2, dtype=torch.float64, device=kept.device)[1:-1]
+        between = torch.round(low + (high - low).to(torch.float64) * steps).to(torch.long)
+        kept = torch.cat([kept.gather(1, pick), between], dim=1)
+        values = torch.cat([values.gather(1, pick), candidates.score(between)], dim=1)
+        pick = values.argmin(1, keepdim=True)
+    keep = rank < kept.gather(1, pick)
     new_masks = _unit_to_elements(keep, originals, groups)
     new_perturbed = tuple(
         torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals)
     )
     return new_masks, new_perturbed
+
+
+class _Candidates:
+    """Scores candidates "the top ``k`` units of an example's ranking" with the
+    exact APE_D terms, in batched forward passes without gradients."""
+
+    def __init__(
+        self,
+        model: ScoredModel,
+        originals: tuple[Tensor, ...],
+        perturbed: tuple[Tensor, ...],
+        rank: Tensor,
+        dims: tuple[tuple[int, ...], ...],
+        chunk: Optional[int],
+        groups: Optional[Groups],
+    ) -> None:
+        self.model, self.originals, self.perturbed = model, originals, perturbed
+        self.rank, self.dims, self.chunk, self.groups = rank, dims, chunk, groups
+        self.n_elements = sum(o[0].numel() for o in originals)
+
+    def score(self, kept: Tensor) -> Tensor:
+        """APE_D terms of keeping ``kept[i, c]`` units of example ``i``: ``N x C``."""
+        n, k = kept.shape
+        device = self.rank.device
+        pair_rows = torch.arange(n, device=device).repeat_interleave(k)
+        pair_keep = kept.flatten()
+        values = torch.empty(n * k, dtype=torch.float64, device=device)
+        step = n * k if self.chunk is None else max(1, self.chunk)
+        for start in range(0, n * k, step):
+            block = torch.arange(start, min(start + step, n * k), device=device)
+            rows = pair_rows[block]
+            originals = tuple(o[rows] for o in self.originals)
+            unit_keep = self.rank[rows] < pair_keep[block, None]
+            element_keep = _unit_to_elements(
+                unit_keep, originals, None if self.groups is None else self.groups.rows(rows)
+            )
+            candidates = tuple(
+                torch.where(e, p[rows], o)
+                for e, p, o in zip(element_keep, self.perturbed, originals)
+            )
+            changed = tuple((c != o).to(o.dtype) for c, o in zip(candidates, originals))
+            l0 = torch.stack([c.flatten(1).sum(1) for c in changed]).sum(0)
+            tv = torch.stack([total_variation(c, d) for c, d in zip(changed, self.dims)]).sum(0)
+            sub = self.model.subset(rows)
+            local = torch.arange(rows.numel(), device=device)
+            with torch.no_grad():
+                score = sub.score_of(sub.output(candidates, local), local)
+            values[block] = ((l0 + tv) / self.n_elements + score).to(torch.float64)
+        values = torch.where(torch.isfinite(values), values, torch.full_like(values, math.inf))
+        return values.view(n, k)

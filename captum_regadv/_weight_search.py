@@ -51,7 +51,7 @@ class Diagnostics:
     Example:
         >>> import torch
         >>> from captum_regadv import RegularizedAdversarial
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
         >>> explainer = RegularizedAdversarial(model)
         >>> _ = explainer.attribute(torch.rand(3, 1, 2, 2), target=1, steps=5, phase2_steps=3)
         >>> d = explainer.last_diagnostics

@@ -1,0 +1,76 @@
+"""The refinement: the smallest part of the mask that keeps the class destroyed."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from captum_regadv import RegularizedAdversarial
+from captum_regadv._forward import ScoredModel
+from captum_regadv._refinement import candidate_fractions, prune_mask
+
+from conftest import RegionModel, region_weight
+
+PATCH = (slice(None), slice(6, 9), slice(6, 9))
+
+
+def _patch_case(n: int = 4) -> tuple[RegionModel, torch.Tensor, torch.Tensor]:
+    """Class-1 evidence is exactly the 3x3 patch 6:9 x 6:9; the class survives
+    unless the whole patch is darkened (z1 = 10 (sum_patch x - 0.5))."""
+    g = torch.Generator().manual_seed(0)
+    model = RegionModel(region_weight((1, 16, 16), PATCH), scale=10.0, bias=0.5).eval()
+    x = 0.5 * torch.rand(n, 1, 16, 16, generator=g)
+    x[(slice(None),) + PATCH] = 0.7 + 0.2 * torch.rand(n, 1, 3, 3, generator=g)
+    truth = torch.zeros_like(x, dtype=torch.bool)
+    truth[(slice(None),) + PATCH] = True
+    return model, x, truth
+
+
+def test_defaults_give_exactly_the_patch() -> None:
+    model, x, truth = _patch_case()
+    mask, j = RegularizedAdversarial(model).attribute(
+        x, target=1, bounds=(0, 1), return_perturbed=True
+    )
+    assert torch.equal(mask.bool(), truth)
+    assert bool((torch.softmax(model(j), 1)[:, 1] < 0.5).all())
+
+
+def test_refinement_drops_a_ring_the_attack_does_not_need() -> None:
+    """A mask of the patch plus a ring of 16 pixels, with J darkening all of it:
+    the refinement keeps the patch only (ranked first: the larger change).
+    The coarse grid alone (25 units: 25, 17, 11, 7, ...) stops at 11 units,
+    the patch and two ring pixels; the fine grid between 7 and 17 finds 9."""
+    model, x, truth = _patch_case()
+    ring = torch.zeros_like(truth)
+    ring[:, :, 5:10, 5:10] = True
+    j = torch.where(ring, torch.zeros_like(x), x)
+    ranking = torch.where(truth, 1.0, 0.5) * ring
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    kwargs = dict(fractions=candidate_fractions(8, 0.05), dims=((2, 3),), ranking=(ranking,))
+    (coarse,), _ = prune_mask(scored, (x,), (ring,), (j,), chunk=5, fine=0, **kwargs)
+    assert coarse.flatten(1).sum(1).tolist() == [11] * 4 and bool(coarse[truth].all())
+    (mask,), (refined,) = prune_mask(scored, (x,), (ring,), (j,), chunk=5, fine=8, **kwargs)
+    assert torch.equal(mask, truth)
+    assert torch.equal(refined, torch.where(truth, j, x))
+
+
+def test_refinement_keeps_the_whole_mask_when_every_part_is_needed() -> None:
+    model, x, truth = _patch_case(2)
+    j = torch.where(truth, torch.zeros_like(x), x)
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    (mask,), _ = prune_mask(
+        scored, (x,), (truth,), (j,), fractions=candidate_fractions(4, 0.1),
+        dims=((2, 3),), chunk=None, ranking=(x,), fine=4,
+    )
+    assert torch.equal(mask, truth)
+
+
+@settings(max_examples=30, deadline=None)
+@given(count=st.integers(1, 12), smallest=st.floats(0.01, 1.0))
+def test_candidate_fractions_decrease_from_one(count: int, smallest: float) -> None:
+    fractions = candidate_fractions(count, smallest)
+    assert len(fractions) == count and fractions[0] == 1.0
+    assert all(a >= b for a, b in zip(fractions, fractions[1:]))
+    if count > 1:
+        assert abs(fractions[-1] - smallest) < 1e-9
