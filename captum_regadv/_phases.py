@@ -18,14 +18,11 @@ from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Mode, Objective, classification_term, project_into, reference_value
 from ._optimization import LoopSettings, minimize_per_example
-from ._refinement import prune_mask
+from ._refinement import refine
 from ._restricted import attack_within_mask
-from .perturbations import gaussian_blur, soft_support, total_variation
+from .perturbations import soft_support, total_variation
 
 __all__ = ["PhaseSettings", "Explanation", "explain_once"]
-
-#: Mask sizes the refinement scores between the best coarse candidate's neighbours.
-FINE_CANDIDATES = 8
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,7 @@ class PhaseSettings:
     mode: Mode
     groups: Optional[Groups]
     refine_fractions: tuple[float, ...]
+    refine_rounds: int
     refine_steps: int
     phase2_start: str
     show_progress: bool
@@ -51,7 +49,7 @@ class PhaseSettings:
 @dataclass(frozen=True)
 class Explanation:
     """Masks (boolean), ``J``, passes per example ``(N,)`` and the loss histories
-    (``(steps + 1) x N`` per stage: ``"phase 1"``, ``"phase 2"``, ``"refinement"``)."""
+    (``(steps + 1) x N`` per stage: ``"phase 1"``, ``"phase 2"``, ``"refinement 1"``, ...)."""
 
     masks: tuple[Tensor, ...]
     perturbed: tuple[Tensor, ...]
@@ -144,41 +142,20 @@ def explain_once(
     )
     history["phase 2"] = phase2.history
     perturbed, steps_run = phase2.best, steps_run + phase2.steps_run
-    if s.refine_fractions and s.mode == "destroy" and model.score != "identity":
-        ranking = refinement_ranking(originals, phase1.best, perturbed, s.dims)
-        masks, perturbed = prune_mask(
-            model, originals, masks, perturbed, ranking=ranking, groups=s.groups,
-            fractions=s.refine_fractions, dims=s.dims, chunk=s.phase1.batch_size,
-            fine=FINE_CANDIDATES,
+    if s.refine_fractions and s.refine_rounds and s.mode == "destroy" and (
+        model.score != "identity"
+    ):
+        masks, perturbed, refined = refine(
+            model, originals, phase1.best, masks, perturbed, bounds,
+            fractions=s.refine_fractions, rounds=s.refine_rounds,
+            loop=dataclasses.replace(s.phase2, steps=s.refine_steps),
+            dims=s.dims, groups=s.groups, objective=s.objective, progress=bar("refinement"),
         )
-        forward_passes = forward_passes + len(s.refine_fractions) + FINE_CANDIDATES
-        if s.refine_steps:
-            polish = attack_within_mask(
-                model, originals, masks, bounds,
-                dataclasses.replace(s.phase2, steps=s.refine_steps),
-                mode=s.mode, objective=s.objective, reference=None, start=perturbed,
-                progress=bar("refinement"),
-            )
-            history["refinement"] = polish.history
-            perturbed, steps_run = polish.best, steps_run + polish.steps_run
+        history.update(refined.history)
+        steps_run = steps_run + refined.passes
+        forward_passes = forward_passes + refined.forward_passes
     return Explanation(
         masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes, history
-    )
-
-
-def refinement_ranking(
-    originals: tuple[Tensor, ...],
-    phase1: tuple[Tensor, ...],
-    phase2: tuple[Tensor, ...],
-    dims: tuple[tuple[int, ...], ...],
-) -> tuple[Tensor, ...]:
-    """What the refinement ranks the mask's elements by: phase 1's change
-    :math:`|J_1 - I|`, blurred over the spatial dims (Gaussian, sigma 1), so
-    that connected parts of the change rank together."""
-    del phase2
-    return tuple(
-        gaussian_blur((j - o).abs(), 1.0, d) if d else (j - o).abs()
-        for j, o, d in zip(phase1, originals, dims)
     )
 
 

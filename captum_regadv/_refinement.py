@@ -2,24 +2,44 @@ r"""Refinement: the smallest part of a mask that keeps the class destroyed.
 
 After phase 2 the mask still holds elements that phase 1 recruited early
 (a ring around the evidence, a block around a mark) and that the attack does
-not need. The refinement ranks the mask's units (elements, or groups of a
-``feature_mask``) by the size of the phase-2 change :math:`|J - I|`, keeps
-the top :math:`\lceil q\,|m| \rceil` units for every candidate fraction
-:math:`q` in a geometric grid, and scores every candidate of every example in
-batched forward passes (no gradients) with the exact APE_D terms (eq. 5):
+not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
 
-.. math::
+1. **Rank** the mask's units (elements, or groups of a ``feature_mask``) by
+   how much each is needed: the first-order rise of the log-odds if the unit
+   were restored to :math:`I`, times phase 1's change, both smoothed over the
+   spatial dims (Gaussian, :math:`\sigma = 1`, written :math:`G`) so that
+   connected parts of the evidence rank together:
 
-    q^\star = \arg\min_q\; \frac{L_0(I - J_q)}{N} + \frac{TV(B(I - J_q))}{N} + M(J_q)_i,
-    \qquad J_q = \begin{cases} J & \text{rank} < \lceil q\,|m| \rceil \\ I & \text{else}\end{cases}
+   .. math::
 
-per example. :math:`q = 1` (the whole mask) is always a candidate, so the
-refined result never scores worse than the unrefined one.
+       r(x) = G\big[\,|\nabla_J \ell_i(J)(x)\,(I(x) - J(x))|\,\big]\cdot
+              G\big[\,|J_1(x) - I(x)|\,\big].
+
+2. **Prune**: keep the top :math:`\lceil q\,|m| \rceil` units for every
+   candidate fraction :math:`q` of a geometric grid from 1 down to
+   ``refine_smallest``, then as many sizes again evenly spaced between the
+   best candidate's neighbours in that grid, scoring every candidate of every
+   example in batched forward passes (no gradients) with the exact APE_D terms
+   (eq. 5), and keep per example
+
+   .. math::
+
+       q^\star = \arg\min_q\; \frac{L_0(I - J_q)}{N} + \frac{TV(B(I - J_q))}{N} + M(J_q)_i,
+       \qquad J_q = \begin{cases} J & \text{rank} < \lceil q\,|m| \rceil \\ I & \text{else.}\end{cases}
+
+   :math:`q = 1` (the whole mask) is always a candidate, so a round never
+   scores worse than its input.
+3. **Polish**: ``refine_steps`` phase-2 updates of :math:`J` inside the
+   pruned mask, so that the next round prunes from a :math:`J` fitted to it.
+
+Cost per round and example: one forward+backward pass for the ranking,
+``refine_steps`` for the polish, ``2 x refine_candidates`` forward passes.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -27,9 +47,100 @@ from torch import Tensor
 
 from ._forward import ScoredModel
 from ._groups import Groups
-from .perturbations import total_variation
+from ._objectives import Objective
+from ._optimization import LoopSettings
+from ._restricted import attack_within_mask
+from .perturbations import gaussian_blur, total_variation
 
-__all__ = ["candidate_fractions", "prune_mask"]
+__all__ = ["Refinement", "candidate_fractions", "need_ranking", "prune_mask", "refine"]
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """What :func:`refine` spent per example ``(N,)`` and its loss histories
+    (``"refinement 1"``, ... : ``(refine_steps + 1) x N``)."""
+
+    passes: Tensor
+    forward_passes: Tensor
+    history: dict[str, Tensor]
+
+
+def refine(
+    model: ScoredModel,
+    originals: tuple[Tensor, ...],
+    phase1: tuple[Tensor, ...],
+    masks: tuple[Tensor, ...],
+    perturbed: tuple[Tensor, ...],
+    bounds: tuple[tuple[Tensor, Tensor], ...],
+    *,
+    fractions: tuple[float, ...],
+    rounds: int,
+    loop: LoopSettings,
+    dims: tuple[tuple[int, ...], ...],
+    groups: Optional[Groups],
+    objective: Objective,
+    progress: Optional[str],
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Refinement]:
+    """``rounds`` rounds of rank, prune, polish (destroy mode); see the module."""
+    n = originals[0].shape[0]
+    device = originals[0].device
+    passes = torch.zeros(n, dtype=torch.long, device=device)
+    forwards = torch.zeros_like(passes)
+    history: dict[str, Tensor] = {}
+    phase1_change = _smooth(tuple((j - o).abs() for j, o in zip(phase1, originals)), dims)
+    for round_ in range(rounds):
+        need = need_ranking(model, originals, perturbed, dims, loop.batch_size)
+        ranking = tuple(a * b for a, b in zip(need, phase1_change))
+        masks, perturbed = prune_mask(
+            model, originals, masks, perturbed, ranking=ranking, groups=groups,
+            fractions=fractions, dims=dims, chunk=loop.batch_size, fine=len(fractions),
+        )
+        passes += 1
+        forwards += 2 * len(fractions) if len(fractions) > 1 else 1
+        if loop.steps:
+            polish = attack_within_mask(
+                model, originals, masks, bounds, loop, mode="destroy", objective=objective,
+                reference=None, start=perturbed,
+                progress=None if progress is None else f"{progress} {round_ + 1}/{rounds}",
+            )
+            history[f"refinement {round_ + 1}"] = polish.history
+            perturbed = polish.best
+            passes += polish.steps_run
+    return masks, perturbed, Refinement(passes, forwards, history)
+
+
+def _smooth(values: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...]) -> tuple[Tensor, ...]:
+    """Gaussian blur (sigma 1) over each input's spatial dims (none: unchanged)."""
+    return tuple(gaussian_blur(v, 1.0, d) if d else v for v, d in zip(values, dims))
+
+
+def need_ranking(
+    model: ScoredModel,
+    originals: tuple[Tensor, ...],
+    perturbed: tuple[Tensor, ...],
+    dims: tuple[tuple[int, ...], ...],
+    chunk: Optional[int],
+) -> tuple[Tensor, ...]:
+    r"""How much each element of ``J`` is needed, smoothed:
+    :math:`G[|\nabla_J \ell_i(J) \odot (I - J)|]`, one forward+backward pass
+    (``chunk`` examples at a time)."""
+    n = originals[0].shape[0]
+    step = n if chunk is None else max(1, chunk)
+    parts: list[tuple[Tensor, ...]] = []
+    for start in range(0, n, step):
+        rows = torch.arange(start, min(start + step, n), device=originals[0].device)
+        params = tuple(p[rows].detach().clone().requires_grad_(True) for p in perturbed)
+        sub = model.subset(rows)
+        local = torch.arange(rows.numel(), device=rows.device)
+        with torch.enable_grad():
+            value = sub.log_odds_of(sub.output(params, local), local).sum()
+            grads = torch.autograd.grad(value, params, allow_unused=True)
+        parts.append(tuple(
+            torch.zeros_like(p) if g is None else (g * (o[rows] - p)).abs().detach()
+            for g, o, p in zip(grads, originals, params)
+        ))
+    need = tuple(torch.cat(column) for column in zip(*parts))
+    return _smooth(need, dims)
 
 
 def candidate_fractions(count: int, smallest: float) -> tuple[float, ...]:

@@ -42,7 +42,7 @@ class Diagnostics:
         score_before: :math:`M(I)_i` ``(N,)``.
         score_after: :math:`M(J)_i` of the returned ``J`` ``(N,)``.
         losses: one dict per attempt, mapping a stage (``"phase 1"``,
-            ``"phase 2"``, ``"refinement"``) to the per-example loss at every
+            ``"phase 2"``, ``"refinement 1"``, ...) to the per-example loss at every
             step, ``(steps + 1) x N``; NaN where the example did not run (not
             in that attempt, or stopped early). Phase 1's loss is eq. 13 with
             the log-odds term; phase 2's and the refinement's are the log-odds

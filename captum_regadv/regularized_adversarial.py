@@ -133,9 +133,10 @@ class RegularizedAdversarial(MaskAttribution):
         lr: float = 0.005,
         phase2_lr: Optional[float] = None,
         phase2_start: Literal["phase1", "input"] = "phase1",
+        refine_rounds: int = 3,
         refine_candidates: int = 8,
         refine_smallest: float = 0.05,
-        refine_steps: int = 10,
+        refine_steps: int = 5,
         optimizer: Optional[OptimizerClass] = None,
         bounds: Bounds = None,
         score: Score = "softmax",
@@ -196,15 +197,24 @@ class RegularizedAdversarial(MaskAttribution):
             phase2_start: ``"phase1"`` (default): phase 2 starts from phase
                 1's ``J`` inside the mask, which already lowers the score;
                 ``"input"``: from ``I``, as the paper writes it.
-            refine_candidates: number of mask sizes the refinement scores
-                (geometric from the whole mask down to ``refine_smallest`` of
-                it; one forward pass each per example); 0 disables the
-                refinement (destroy mode with a probability score only).
-                Default 8.
+            refine_rounds: rounds of the refinement (destroy mode with a
+                probability score; see :mod:`captum_regadv._refinement`): each
+                ranks the mask's elements by how much the attack needs them,
+                keeps the smallest part with the lowest APE_D terms, and runs
+                ``refine_steps`` phase-2 updates inside it. 0 disables the
+                refinement. Default 3.
+            refine_candidates: mask sizes scored per round (geometric from the
+                whole mask down to ``refine_smallest`` of it), and as many again
+                between the best one's neighbours: ``2 * refine_candidates``
+                forward passes per round and example; 0 disables the
+                refinement. Default 8.
             refine_smallest: smallest candidate, as a share of the mask, in
                 (0, 1]. Default 0.05.
-            refine_steps: phase-2 updates inside the refined mask, >= 0.
-                Default 10.
+            refine_steps: phase-2 updates inside the pruned mask per round,
+                >= 0. Default 5. With the defaults an explanation costs
+                60 + 20 + 3 x (1 + 5) = 98 forward+backward passes and 48
+                forward passes per example (more when the weight search
+                re-runs it).
             optimizer: a ``torch.optim.Optimizer`` class (or factory called as
                 ``optimizer(params, lr=...)``). ``None`` (default):
                 :func:`~captum_regadv.short_memory_adam`, Adam with
@@ -284,6 +294,7 @@ class RegularizedAdversarial(MaskAttribution):
         if phase2_lr is not None:
             check_number(phase2_lr, "phase2_lr", minimum=0.0, strict=True)
         check_choice(phase2_start, "phase2_start", PHASE2_STARTS)
+        check_number(refine_rounds, "refine_rounds", minimum=0, integer=True)
         check_number(refine_candidates, "refine_candidates", minimum=0, integer=True)
         check_number(refine_smallest, "refine_smallest", minimum=0.0, strict=True)
         if refine_smallest > 1:
@@ -322,6 +333,7 @@ class RegularizedAdversarial(MaskAttribution):
                 candidate_fractions(refine_candidates, refine_smallest)
                 if refine_candidates else ()
             ),
+            refine_rounds=refine_rounds,
             refine_steps=refine_steps,
             phase2_start=phase2_start,
             show_progress=show_progress,

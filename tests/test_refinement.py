@@ -74,3 +74,30 @@ def test_candidate_fractions_decrease_from_one(count: int, smallest: float) -> N
     assert all(a >= b for a, b in zip(fractions, fractions[1:]))
     if count > 1:
         assert abs(fractions[-1] - smallest) < 1e-9
+
+
+def test_diagnostics_count_every_pass_of_the_default_schedule() -> None:
+    """60 + 20 + 3 x (1 ranking + 5 polish) = 98 forward+backward passes and
+    3 x 16 candidates + 2 scores = 50 forward passes per example; one loss
+    history per stage. With the default weights the first attempt leaves the
+    patch model's class standing, and the weight search's second attempt
+    costs as much again (one score fewer)."""
+    model, x, _ = _patch_case(2)
+    explainer = RegularizedAdversarial(model)
+    explainer.attribute(x, target=1, bounds=(0, 1))
+    d = explainer.last_diagnostics
+    assert d.attempts.tolist() == [2, 2] and d.kept_attempt.tolist() == [1, 1]
+    assert d.passes.tolist() == [196, 196] and d.forward_passes.tolist() == [99, 99]
+    assert len(d.losses) == 2
+    explainer.attribute(x, target=1, bounds=(0, 1), search_steps=0)
+    d = explainer.last_diagnostics
+    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [50, 50]
+    assert d.attempts.tolist() == [1, 1]
+    stages = {"phase 1": 61, "phase 2": 21, "refinement 1": 6, "refinement 2": 6,
+              "refinement 3": 6}
+    assert {k: v.shape for k, v in d.losses[0].items()} == {
+        k: torch.Size([rows, 2]) for k, rows in stages.items()
+    }
+    explainer.attribute(x, target=1, bounds=(0, 1), refine_rounds=0, search_steps=0)
+    assert explainer.last_diagnostics.passes.tolist() == [80, 80]
+    assert set(explainer.last_diagnostics.losses[0]) == {"phase 1", "phase 2"}

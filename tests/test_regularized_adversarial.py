@@ -250,7 +250,7 @@ def test_custom_optimizer_and_score_choices(image_case):
 
 def test_default_optimizer_is_short_memory_adam(image_case, request):
     """``optimizer=None`` builds Adam with betas (0.9, 0.95) for both phases and
-    the polish after the refinement (recorded by a spy), the same result as
+    the polish of every refinement round (recorded by a spy), the same result as
     passing it explicitly."""
     model, x, _ = image_case
     kw = dict(target=1, return_perturbed=True, search_steps=0, **FAST)
@@ -259,8 +259,8 @@ def test_default_optimizer_is_short_memory_adam(image_case, request):
     )
     made = request.getfixturevalue("adam_spy")
     _, j_default = RegularizedAdversarial(model).attribute(x, **kw)
-    # phase 1, phase 2, polish of the refined mask (phase 2's rate)
-    assert made == [(0.005, (0.9, 0.95)), (0.05, (0.9, 0.95)), (0.05, (0.9, 0.95))]
+    # phase 1, phase 2, the polish of each of the 3 refinement rounds (phase 2's rate)
+    assert made == [(0.005, (0.9, 0.95))] + [(0.05, (0.9, 0.95))] * 4
     assert torch.equal(j_default, j_explicit)
 
 
