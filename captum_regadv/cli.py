@@ -1,9 +1,11 @@
 """The ``captum-regadv`` command line: argument parsing and dispatch only.
 
-``captum-regadv explain`` explains a dataset of real images with a
+``captum-regadv explain`` explains a dataset of real images (or 3-D
+volumes: NIfTI files, DICOM series) with a
 TorchScript, ``torch.export`` (``.pt2``) or ``package.module:factory``
-model; the work is done by :mod:`captum_regadv.dataset_run`, the image
-handling by :mod:`captum_regadv.image_io`. ``captum-regadv benchmark`` runs the paper's
+model; the work is done by :mod:`captum_regadv.dataset` (documented in
+:mod:`captum_regadv.dataset_run`), the file handling by
+:mod:`captum_regadv.fileio`. ``captum-regadv benchmark`` runs the paper's
 Table 1 benchmark (:mod:`captum_regadv.benchmark.runner`, imported only
 when that subcommand is used).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
 import sys
 from types import ModuleType
 from typing import Any, Callable, Optional, Sequence
@@ -41,6 +44,9 @@ _METHOD_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("--gamma", "gamma", "positive_float", "X", "steepness of the soft support"),
     ("--patience", "patience", "positive_int", "N",
      "per-example early stopping after N steps without improvement"),
+    ("--search-steps", "search_steps", "nonnegative_int", "N",
+     "weight-search attempts for inputs still classified after an explanation, "
+     "each with the regulariser weights x0.1 again; 0 switches the search off"),
 )
 
 
@@ -59,6 +65,8 @@ def _number(kind: Callable[[str], float], minimum: float, strict: bool) -> Calla
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < minimum or (strict and value == minimum):
             relation = ">" if strict else ">="
             raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text}")
@@ -76,13 +84,26 @@ _NUMBER_TYPES: dict[str, Callable[[str], Any]] = {
 _positive_int = _NUMBER_TYPES["positive_int"]
 
 
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected numbers separated by commas, got {text!r}"
         ) from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"must be finite numbers, got {text}")
+    return values
 
 
 def _positive_floats(text: str) -> tuple[float, ...]:
@@ -110,7 +131,8 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = _library_defaults()
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files or folders (searched recursively): PNG, JPEG, "
-                        "BMP, TIFF, DICOM, .npy")
+                        "BMP, TIFF, DICOM, .npy; 3-D volumes: NIfTI (.nii, .nii.gz) and "
+                        "folders holding the slices of one DICOM series")
     parser.add_argument("--model", required=True, metavar="MODEL",
                         help="TorchScript file, torch.export .pt2 file, or "
                         "package.module:factory returning an nn.Module (the current folder "
@@ -135,9 +157,10 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                       help="model channels: replicate grayscale, or RGB to gray for 1 "
                       "(default: the image's own)")
     prep.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"),
-                      help="resize to the model's input size (bilinear); masks are mapped "
-                      "back to the image's resolution (nearest)")
-    prep.add_argument("--bounds", type=float, nargs=2, metavar=("LO", "HI"),
+                      help="resize 2-D images to the model's input size (bilinear); masks "
+                      "are mapped back to the image's resolution (nearest); volumes are "
+                      "never resized")
+    prep.add_argument("--bounds", type=_finite, nargs=2, metavar=("LO", "HI"),
                       help="valid range of the model input (default: the scaled range "
                       "mapped through --mean/--std, e.g. [0,1])")
 
@@ -176,8 +199,9 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from .dataset_run import ExplainConfig, SetupError, run_explain
-    from .image_io import Preprocessing
+    from . import dataset_run
+    from .dataset_run import ExplainConfig, SetupError
+    from .fileio import Preprocessing
 
     config = ExplainConfig(
         inputs=tuple(args.inputs),
@@ -200,7 +224,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     try:
-        return run_explain(config)
+        return dataset_run.run_explain(config)
     except SetupError as err:
         if err.report:
             print(f"{PROG} explain: error: {err}", file=sys.stderr)
