@@ -42,8 +42,8 @@ class _Outcome:
 def _mismatch(plan: Plan, spatial: int, channels: int) -> Optional[str]:
     """Why the model cannot take an input of this kind, if it cannot."""
     if spatial != plan.spatial:
-        kinds = {2: "a 2-D image", 3: "a 3-D volume"}
-        return f"is {kinds[spatial]} but the model takes {kinds[plan.spatial]}s"
+        kinds = {2: ("a 2-D image", "2-D images"), 3: ("a 3-D volume", "3-D volumes")}
+        return f"is {kinds[spatial][0]} but the model takes {kinds[plan.spatial][1]}"
     if plan.config.preprocessing.channels is None and channels != plan.channels:
         return (
             f"has {channels} channel(s) but the model takes {plan.channels}; use "
