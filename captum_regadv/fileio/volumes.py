@@ -255,6 +255,7 @@ def render_slices(
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
     from scipy import ndimage
 
     on = np.asarray(mask) != 0
@@ -287,6 +288,8 @@ def render_slices(
                      f"({part.sum()} mask voxels)")
         ax.set_xlabel(f"{names[rest[1]]} (voxels)")
         ax.set_ylabel(f"{names[rest[0]]} (voxels)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     assert shown is not None
     figure.colorbar(shown, ax=list(axes), label="input intensity", shrink=0.8)
     fraction = on.mean() if on.size else 0.0
