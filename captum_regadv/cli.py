@@ -45,8 +45,9 @@ _METHOD_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("--patience", "patience", "positive_int", "N",
      "per-example early stopping after N steps without improvement"),
     ("--search-steps", "search_steps", "nonnegative_int", "N",
-     "weight-search attempts for inputs still classified after an explanation, "
-     "each with the regulariser weights x0.1 again; 0 switches the search off"),
+     "weight search: an input still classified after its explanation is explained "
+     "again with the regulariser weights x0.1, x0.01, ..., up to N times; 0 switches "
+     "the search off"),
 )
 
 
@@ -138,7 +139,8 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                         "package.module:factory returning an nn.Module (the current folder "
                         "is importable)")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder (created; rerun to resume)")
+                        help="output folder (created once every check passed; locked while a "
+                        "run uses it; rerun the same command to resume)")
     parser.add_argument("--target", type=_target, default="predicted", metavar="N|predicted",
                         help="class to explain (default: the model's predicted class)")
 
@@ -181,14 +183,15 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--batch-size", type=_positive_int, default=1, metavar="N",
                      help="inputs of equal size explained together (default: 1; other "
-                     "sizes can change results in the last float bits, so resumed and "
-                     "torchrun runs match a single run exactly only with 1)")
+                     "sizes can change results in the last float bits, so the batch size "
+                     "is part of the settings: a rerun with another one redoes every input)")
     run.add_argument("--device", default=None,
                      help="cpu, cuda or cuda:N (default: cuda if available, else cpu; "
                      "under torchrun cuda:LOCAL_RANK)")
     run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                      help="CPU threads per process (default: torch's; 1 is often fastest "
-                     "for small images or on a busy machine)")
+                     "for small images or on a busy machine; part of the settings, as the "
+                     "thread count can change masks in the last bits)")
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar or final line (failures are still reported)")
 
@@ -251,8 +254,9 @@ def build_parser(benchmark: Optional[ModuleType] = None) -> argparse.ArgumentPar
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     explain = sub.add_parser(
         "explain", help="explain images with a model, resumably",
-        description="Explain each input image with RegularizedAdversarial; write masks, "
-        "overlays, .npz, results.jsonl and summary.json into --out. Rerun the same "
+        description="Explain each input image or volume with RegularizedAdversarial; write "
+        "masks, overlays (volumes: NIfTI masks and slice figures), .npz, results.jsonl and "
+        "summary.json into --out. Rerun the same "
         "command to resume; launch with torchrun to use several processes/GPUs.",
     )
     _add_explain_arguments(explain)

@@ -290,3 +290,36 @@ def test_masks_over_half_the_input_are_counted(tmp_path: Path) -> None:
     assert record["large_mask"] and record["mask_fraction"] > 0.5
     assert record["attempts"] == 1 and not record["weight_search"]
     assert (read_summary(out)["large_masks"], read_summary(out)["weight_searches"]) == (1, 0)
+
+
+def test_two_runs_on_one_folder_lose_nothing_and_report_no_false_failure(
+    tmp_path: Path, model_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real second process: refused while the first runs; the first completes."""
+    import subprocess
+    import sys
+    import time
+
+    from test_cli import make_many, subprocess_env
+
+    n = 6
+    make_many(tmp_path / "data", n)
+    args = ["explain", "--model", model_file, str(tmp_path / "data"), "--steps", "60",
+            "--phase2-steps", "20", *FAST[4:]]
+    out = tmp_path / "out"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "captum_regadv.cli", *args, "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path, env=subprocess_env(),
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.rglob("*.record.json")):  # the first run is under way
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert cli.main([*args, "--out", str(out)]) == 2
+    assert f"(process {first.pid})" in one_line_error(capsys)
+    assert first.wait(timeout=240) == 0
+    summary = read_summary(out)
+    assert (summary["ok"], summary["failed"], summary["complete"]) == (n, 0, n)
+    assert cli.main([*args, "--out", str(out)]) == 0  # and a later run resumes as usual
+    assert (read_summary(out)["skipped"], read_summary(out)["failed"]) == (n, 0)
