@@ -323,3 +323,24 @@ def test_two_runs_on_one_folder_lose_nothing_and_report_no_false_failure(
     assert (summary["ok"], summary["failed"], summary["complete"]) == (n, 0, n)
     assert cli.main([*args, "--out", str(out)]) == 0  # and a later run resumes as usual
     assert (read_summary(out)["skipped"], read_summary(out)["failed"]) == (n, 0)
+
+
+class ChannelMeanNet(TinyNet):
+    """Takes any number of channels (their mean)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gray = x.mean(dim=1, keepdim=True)
+        return self.fc(torch.relu(self.conv(gray)).amax(dim=(2, 3)))
+
+
+def test_a_model_taking_any_channels_explains_gray_and_rgb_in_any_order(
+    tmp_path: Path,
+) -> None:
+    model = save_scripted(ChannelMeanNet(), tmp_path / "model.pt")
+    for order, (first, second) in enumerate([(rgb_png, gray_png), (gray_png, rgb_png)]):
+        data = tmp_path / f"data{order}"
+        first(data / "a.png", 1)
+        second(data / "b.png", 2)
+        out = tmp_path / f"out{order}"
+        assert cli.main(["explain", "--model", model, "--out", str(out), str(data), *FAST]) == 0
+        assert read_summary(out)["ok"] == 2

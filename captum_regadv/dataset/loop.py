@@ -40,7 +40,12 @@ class _Outcome:
 
 
 def _mismatch(plan: Plan, spatial: int, channels: int) -> Optional[str]:
-    """Why the model cannot take an input of this kind, if it cannot."""
+    """Why the model may not take this input: it differs from the probed one in
+    dimensionality or (without ``--channels``) in channels.
+
+    Used as the reason when such an input fails, so that the reason does not
+    depend on which input the probe happened to read first.
+    """
     if spatial != plan.spatial:
         kinds = {2: ("a 2-D image", "2-D images"), 3: ("a 3-D volume", "3-D volumes")}
         return f"is {kinds[spatial][0]} but the model takes {kinds[plan.spatial][1]}"
@@ -67,10 +72,6 @@ def _read_batches(
             continue
         except ValueError as err:
             fail(path, str(err))
-            continue
-        wrong = _mismatch(plan, image.spatial, int(prepared.tensor.shape[0]))
-        if wrong is not None:
-            fail(path, wrong)
             continue
         bucket = buckets.setdefault(tuple(prepared.tensor.shape), [])
         bucket.append(Item(path, plan.names[i], image, prepared))
@@ -99,7 +100,8 @@ def _run_shard(plan: Plan, world: World) -> _Outcome:
         for batch in _read_batches(pending, plan, fail):
             for item, result in zip(batch, explain_robustly(batch, plan)):
                 if isinstance(result, str):
-                    fail(item.path, result)
+                    shape = item.prepared.tensor.shape
+                    fail(item.path, _mismatch(plan, item.image.spatial, shape[0]) or result)
                     continue
                 try:
                     write_item(plan, item, result)
