@@ -14,6 +14,8 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from captum_regadv import RegularizedAdversarial, cli
@@ -344,3 +346,24 @@ def test_a_model_taking_any_channels_explains_gray_and_rgb_in_any_order(
         out = tmp_path / f"out{order}"
         assert cli.main(["explain", "--model", model, "--out", str(out), str(data), *FAST]) == 0
         assert read_summary(out)["ok"] == 2
+
+
+_PARTS = ["a", "b", "summary.json", "results.jsonl", "summary.json_", "Summary.JSON",
+          ".captum-regadv.lock", "x.png"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.lists(st.sampled_from(_PARTS), min_size=1, max_size=3).map(tuple),
+               min_size=1, max_size=8))
+def test_output_names_are_unique_and_never_take_the_runs_own_files(
+    paths: set[tuple[str, ...]],
+) -> None:
+    from captum_regadv.dataset_run import output_names
+
+    files = sorted("/data/" + "/".join(p) + "/img.png" for p in paths)
+    names = output_names(files)
+    assert len(set(names)) == len(names)
+    reserved = {"summary.json", "results.jsonl", ".captum-regadv.lock"}
+    for name in names:
+        assert name.split("/")[0].casefold() not in reserved
+    assert output_names(files) == names  # deterministic
