@@ -4,7 +4,6 @@ settings fingerprint and the summary's pass counts (issue 13 §3)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -32,6 +31,7 @@ from test_cli import (  # helpers only (no test_ names: nothing is collected twi
     save_scripted,
 )
 
+fcntl = pytest.importorskip("fcntl")  # the output folder's lock is POSIX flock
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
 __all__ = ["restore_torch_threads"]  # the autouse fixture applies here too
 
