@@ -4,7 +4,6 @@ settings fingerprint and the summary's pass counts (issue 13 §3)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
