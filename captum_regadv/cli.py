@@ -1,9 +1,11 @@
 """The ``captum-regadv`` command line: argument parsing and dispatch only.
 
-``captum-regadv explain`` explains a dataset of real images with a
+``captum-regadv explain`` explains a dataset of real images (or 3-D
+volumes: NIfTI files, DICOM series) with a
 TorchScript, ``torch.export`` (``.pt2``) or ``package.module:factory``
-model; the work is done by :mod:`captum_regadv.dataset_run`, the image
-handling by :mod:`captum_regadv.image_io`. ``captum-regadv benchmark`` runs the paper's
+model; the work is done by :mod:`captum_regadv.dataset` (documented in
+:mod:`captum_regadv.dataset_run`), the file handling by
+:mod:`captum_regadv.fileio`. ``captum-regadv benchmark`` runs the paper's
 Table 1 benchmark (:mod:`captum_regadv.benchmark.runner`, imported only
 when that subcommand is used).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
 import sys
 from types import ModuleType
 from typing import Any, Callable, Optional, Sequence
@@ -41,6 +44,10 @@ _METHOD_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("--gamma", "gamma", "positive_float", "X", "steepness of the soft support"),
     ("--patience", "patience", "positive_int", "N",
      "per-example early stopping after N steps without improvement"),
+    ("--search-steps", "search_steps", "nonnegative_int", "N",
+     "weight search: an input still classified after its explanation is explained "
+     "again with the regulariser weights x0.1, x0.01, ..., up to N times; 0 switches "
+     "the search off"),
 )
 
 
@@ -59,6 +66,8 @@ def _number(kind: Callable[[str], float], minimum: float, strict: bool) -> Calla
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
         if value < minimum or (strict and value == minimum):
             relation = ">" if strict else ">="
             raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text}")
@@ -76,13 +85,26 @@ _NUMBER_TYPES: dict[str, Callable[[str], Any]] = {
 _positive_int = _NUMBER_TYPES["positive_int"]
 
 
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected numbers separated by commas, got {text!r}"
         ) from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"must be finite numbers, got {text}")
+    return values
 
 
 def _positive_floats(text: str) -> tuple[float, ...]:
@@ -110,13 +132,15 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = _library_defaults()
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files or folders (searched recursively): PNG, JPEG, "
-                        "BMP, TIFF, DICOM, .npy")
+                        "BMP, TIFF, DICOM, .npy; 3-D volumes: NIfTI (.nii, .nii.gz) and "
+                        "folders holding the slices of one DICOM series")
     parser.add_argument("--model", required=True, metavar="MODEL",
                         help="TorchScript file, torch.export .pt2 file, or "
                         "package.module:factory returning an nn.Module (the current folder "
                         "is importable)")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder (created; rerun to resume)")
+                        help="output folder (created once every check passed; locked while a "
+                        "run uses it; rerun the same command to resume)")
     parser.add_argument("--target", type=_target, default="predicted", metavar="N|predicted",
                         help="class to explain (default: the model's predicted class)")
 
@@ -135,9 +159,10 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                       help="model channels: replicate grayscale, or RGB to gray for 1 "
                       "(default: the image's own)")
     prep.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"),
-                      help="resize to the model's input size (bilinear); masks are mapped "
-                      "back to the image's resolution (nearest)")
-    prep.add_argument("--bounds", type=float, nargs=2, metavar=("LO", "HI"),
+                      help="resize 2-D images to the model's input size (bilinear); masks "
+                      "are mapped back to the image's resolution (nearest); volumes are "
+                      "never resized")
+    prep.add_argument("--bounds", type=_finite, nargs=2, metavar=("LO", "HI"),
                       help="valid range of the model input (default: the scaled range "
                       "mapped through --mean/--std, e.g. [0,1])")
 
@@ -158,14 +183,15 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--batch-size", type=_positive_int, default=1, metavar="N",
                      help="inputs of equal size explained together (default: 1; other "
-                     "sizes can change results in the last float bits, so resumed and "
-                     "torchrun runs match a single run exactly only with 1)")
+                     "sizes can change results in the last float bits, so the batch size "
+                     "is part of the settings: a rerun with another one redoes every input)")
     run.add_argument("--device", default=None,
                      help="cpu, cuda or cuda:N (default: cuda if available, else cpu; "
                      "under torchrun cuda:LOCAL_RANK)")
     run.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                      help="CPU threads per process (default: torch's; 1 is often fastest "
-                     "for small images or on a busy machine)")
+                     "for small images or on a busy machine; part of the settings, as the "
+                     "thread count can change masks in the last bits)")
     run.add_argument("--quiet", action="store_true",
                      help="no progress bar or final line (failures are still reported)")
 
@@ -176,8 +202,9 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_explain(args: argparse.Namespace) -> int:
-    from .dataset_run import ExplainConfig, SetupError, run_explain
-    from .image_io import Preprocessing
+    from . import dataset_run
+    from .dataset_run import ExplainConfig, SetupError
+    from .fileio import Preprocessing
 
     config = ExplainConfig(
         inputs=tuple(args.inputs),
@@ -200,7 +227,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     try:
-        return run_explain(config)
+        return dataset_run.run_explain(config)
     except SetupError as err:
         if err.report:
             print(f"{PROG} explain: error: {err}", file=sys.stderr)
@@ -227,8 +254,9 @@ def build_parser(benchmark: Optional[ModuleType] = None) -> argparse.ArgumentPar
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     explain = sub.add_parser(
         "explain", help="explain images with a model, resumably",
-        description="Explain each input image with RegularizedAdversarial; write masks, "
-        "overlays, .npz, results.jsonl and summary.json into --out. Rerun the same "
+        description="Explain each input image or volume with RegularizedAdversarial; write "
+        "masks, overlays (volumes: NIfTI masks and slice figures), .npz, results.jsonl and "
+        "summary.json into --out. Rerun the same "
         "command to resume; launch with torchrun to use several processes/GPUs.",
     )
     _add_explain_arguments(explain)

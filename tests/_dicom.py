@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
@@ -16,8 +17,13 @@ def write_dicom(
     photometric: str = "MONOCHROME2",
     bits_stored: int = 12,
     samples: int = 1,
+    extra: Optional[dict[str, Any]] = None,
 ) -> None:
-    """A minimal valid single-frame DICOM file (Secondary Capture)."""
+    """A minimal valid single-frame DICOM file (Secondary Capture).
+
+    ``extra`` sets more attributes by keyword (e.g. ``SeriesInstanceUID``,
+    ``ImagePositionPatient``) before saving.
+    """
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -41,4 +47,6 @@ def write_dicom(
     ds.RescaleSlope = repr(float(slope))
     ds.RescaleIntercept = repr(float(intercept))
     ds.PixelData = stored.astype(np.uint16).tobytes()
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
     ds.save_as(str(path), enforce_file_format=True)
