@@ -51,8 +51,11 @@ from ._boundary import (
     check_choice,
     check_inputs,
     check_number,
+    check_step_size,
     format_additional_args,
     loop_settings,
+    preserve_buffers,
+    reject_inside_noise_tunnel,
     resolve_bounds,
     resolve_tv_dims,
     warn_if_training,
@@ -64,6 +67,7 @@ from ._objectives import MODES, OBJECTIVES, Mode, Objective
 from ._optimization import OptimizerClass
 from ._phases import PhaseSettings
 from ._refinement import candidate_fractions
+from ._shapes import lift_scalars
 from ._weight_search import Diagnostics, explain_with_search
 from .scores import Score, TargetType, check_score
 
@@ -138,7 +142,7 @@ class RegularizedAdversarial(MaskAttribution):
         refine_steps: int = 10,
         optimizer: Optional[OptimizerClass] = None,
         bounds: Bounds = None,
-        score: Score = "softmax",
+        score: Score = "auto",
         objective: Objective = "log_odds",
         tv_dims: TvDims = None,
         mode: Mode = "destroy",
@@ -269,9 +273,12 @@ class RegularizedAdversarial(MaskAttribution):
         ``sparsity_weight`` and ``tv_weight`` are comparable with the
         classification term whatever the resolution.
         """
-        inputs_tuple = as_tuple(inputs)
+        reject_inside_noise_tunnel(return_perturbed, "RegularizedAdversarial")
         is_tuple = not isinstance(inputs, Tensor)
-        check_inputs(inputs_tuple)
+        caller_inputs = as_tuple(inputs)
+        check_inputs(caller_inputs, min_dim=1)
+        lifted = lift_scalars(caller_inputs)
+        inputs_tuple = lifted.inputs
         check_number(sparsity_weight, "sparsity_weight", minimum=0.0)
         check_number(tv_weight, "tv_weight", minimum=0.0)
         check_number(gamma, "gamma", minimum=0.0, strict=True)
@@ -281,8 +288,10 @@ class RegularizedAdversarial(MaskAttribution):
             internal_batch_size=internal_batch_size,
         )
         check_number(phase2_steps, "phase2_steps", minimum=0, integer=True)
+        check_step_size(lr, "lr", inputs_tuple)
         if phase2_lr is not None:
             check_number(phase2_lr, "phase2_lr", minimum=0.0, strict=True)
+        check_step_size(10 * lr if phase2_lr is None else phase2_lr, "phase2_lr", inputs_tuple)
         check_choice(phase2_start, "phase2_start", PHASE2_STARTS)
         check_number(refine_candidates, "refine_candidates", minimum=0, integer=True)
         check_number(refine_smallest, "refine_smallest", minimum=0.0, strict=True)
@@ -326,16 +335,17 @@ class RegularizedAdversarial(MaskAttribution):
             phase2_start=phase2_start,
             show_progress=show_progress,
         )
-        with torch.enable_grad():
+        with torch.enable_grad(), preserve_buffers(self.forward_func):
             model, output = ScoredModel.build(
-                self.forward_func,
+                lifted.forward(self.forward_func),
                 originals,
                 format_additional_args(additional_forward_args),
                 target,
                 score,
                 internal_batch_size,
+                differentiable=True,
             )
-            search = search_steps if mode == "destroy" and score != "identity" else 0
+            search = search_steps if mode == "destroy" and model.score != "identity" else 0
             masks, perturbed, diagnostics = explain_with_search(
                 model, originals, output, value_bounds, settings,
                 search_steps=search if phase2_steps > 0 else 0,
@@ -348,9 +358,11 @@ class RegularizedAdversarial(MaskAttribution):
         else:
             change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
             result = change if groups is None else groups.expand(groups.mean(change), change)
+        result = lifted.lower(result)
         out: TensorOrTuple = result if is_tuple else result[0]
         if not return_perturbed:
             return out
+        perturbed = lifted.lower(perturbed)
         perturbed_out: TensorOrTuple = perturbed if is_tuple else perturbed[0]
         return out, perturbed_out
 
