@@ -48,6 +48,8 @@ class Lifted:
 
     def lift_like(self, values: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         """Tensors shaped like the caller's inputs (e.g. perturbed inputs), lifted."""
+        if len(values) != len(self.flags):
+            return values  # the caller's length check reports it
         return tuple(
             v.unsqueeze(1) if flag and v.dim() == 1 else v for v, flag in zip(values, self.flags)
         )

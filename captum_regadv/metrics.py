@@ -241,7 +241,9 @@ def cc_hit_rate(
         masks: explanation masks ``N x C x *spatial`` (any non-zero value is
             in the mask), e.g. the output of
             :meth:`RegularizedAdversarial.attribute` or a thresholded map.
-        ground_truth: the objects, ``N x C x *spatial`` or ``N x 1 x *spatial``.
+        ground_truth: the objects, shaped like ``masks``, or with one channel
+            (``N x 1 x *spatial``) shared by the mask's channels; nothing else
+            is broadcast. Any non-zero value is the object; NaN is rejected.
         connectivity: neighbourhood of :func:`scipy.ndimage.generate_binary_structure`
             over the spatial dims: 1 = faces only (4-connectivity in 2-D), up
             to the number of spatial dims (default; 8-connectivity in 2-D,
@@ -266,16 +268,27 @@ def cc_hit_rate(
         raise ValueError(f"masks must be a batch N x ..., got shape {tuple(masks.shape)}")
     if masks.is_floating_point() and not bool(torch.isfinite(masks).all()):
         raise ValueError("masks contain NaN or Inf")
-    if ground_truth.shape[0] != masks.shape[0] or ground_truth.dim() != masks.dim():
-        raise ValueError(
-            f"ground_truth of shape {tuple(ground_truth.shape)} does not match masks of "
-            f"shape {tuple(masks.shape)}"
-        )
+    if masks.numel() == 0:
+        raise ValueError(f"masks are empty (shape {tuple(masks.shape)})")
+    if ground_truth.is_floating_point() and bool(torch.isnan(ground_truth).any()):
+        raise ValueError("ground_truth contains NaN")
     if channel_dim is not None:
         if masks.dim() < 3:
             channel_dim = None
+        elif isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
+            raise TypeError(f"channel_dim must be an int or None, got {type(channel_dim).__name__}")
         elif not 0 < channel_dim < masks.dim():
             raise ValueError(f"channel_dim {channel_dim} is not a non-batch dim of masks")
+    # the same shape, or (with a channel dim) one channel shared by the mask's channels
+    shared = list(masks.shape)
+    if channel_dim is not None:
+        shared[channel_dim] = 1
+    if tuple(ground_truth.shape) not in (tuple(masks.shape), tuple(shared)):
+        raise ValueError(
+            f"ground_truth of shape {tuple(ground_truth.shape)} does not match masks of "
+            f"shape {tuple(masks.shape)}"
+            + ("" if channel_dim is None else f" (or {tuple(shared)}, one shared channel)")
+        )
     mask_np: np.ndarray = (masks.detach() != 0).cpu().numpy()
     gt_np: np.ndarray = (ground_truth.detach() != 0).cpu().numpy()
     if channel_dim is not None:

@@ -103,9 +103,9 @@ def test_tensor_reference(soft_case):
 def test_probability_saturates_on_confident_inputs_and_log_odds_does_not(image_case):
     model, x, truth = image_case  # p(class 1) == 1.0 in float32
     mp = MeaningfulPerturbation(model)
-    flat = mp.attribute(x, target=1, reference="min", **FAST)
+    flat = mp.attribute(x, target=1, reference="min", objective="score", **FAST)
     assert float(flat.abs().max()) == 0.0  # the gradient of p vanishes: nothing moves
-    sal = mp.attribute(x, target=1, reference="min", objective="log_odds", **FAST)
+    sal = mp.attribute(x, target=1, reference="min", **FAST)  # default: log_odds
     assert float(sal[truth].min()) > 0.9 and float(sal[~truth].max()) < 0.05
 
 

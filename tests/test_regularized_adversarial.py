@@ -318,14 +318,16 @@ def test_bad_input_is_rejected_before_any_work(change, error, message):
     assert len(calls) <= 1  # at most the one validating forward pass
 
 
-def test_forward_output_without_class_dimension_is_rejected():
-    with pytest.raises(ValueError, match="class dimension"):
-        RegularizedAdversarial(lambda t: t.flatten(1).sum(1)).attribute(torch.rand(2, 3))
+def test_scalar_forward_output_without_batch_is_rejected():
+    with pytest.raises(ValueError, match="forward output"):
+        RegularizedAdversarial(lambda t: t.sum()).attribute(torch.rand(2, 3))
 
 
-def test_softmax_with_one_output_is_rejected():
+def test_explicit_softmax_with_one_output_is_rejected():
     with pytest.raises(ValueError, match="softmax"):
-        RegularizedAdversarial(lambda t: t.sum(1, keepdim=True)).attribute(torch.rand(2, 3))
+        RegularizedAdversarial(lambda t: t.sum(1, keepdim=True)).attribute(
+            torch.rand(2, 3), score="softmax"
+        )
 
 
 def test_repr_and_captum_properties(image_case):
