@@ -190,8 +190,8 @@ def _bound_tensor(value: BoundValue, like: Tensor, name: str) -> Tensor | None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite")
     try:
-        torch.broadcast_shapes(t.shape, like.shape)  # type: ignore[no-untyped-call]
-        if t.dim() > like.dim():
+        shape = torch.broadcast_shapes(t.shape, like.shape)  # type: ignore[no-untyped-call]
+        if t.dim() > like.dim() or tuple(shape) != tuple(like.shape):
             raise RuntimeError
     except RuntimeError:
         raise ValueError(

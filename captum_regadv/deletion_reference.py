@@ -2,8 +2,9 @@ r"""The deletion reference :math:`R` that Meaningful Perturbation fades towards.
 
 Fong & Vedaldi's *MP min* (every element set to its example's minimum), *MP
 blur* (a Gaussian blur of the input) and a constant, or any tensor; the
-default picks blur where the input has spatial dimensions and min where it
-has none (tabular ``N x F`` and ``(N,)`` inputs). Also importable from
+default picks blur where the input has spatial dimensions and zeros
+(Captum's default baseline) where it has none (tabular ``N x F`` and ``(N,)``
+inputs). Also importable from
 :mod:`captum_regadv.meaningful_perturbation`.
 """
 
@@ -37,7 +38,8 @@ def _check_reference_args(
     if reference is None:
         if constant is not None:
             raise ValueError("constant is only used with reference='constant'")
-        return tuple("blur" if d else "min" for d in dims)
+        # Captum's default baseline (zeros) where there is nothing to blur along
+        return tuple("blur" if d else torch.zeros(()) for d in dims)
     if isinstance(reference, str):
         if reference not in REFERENCES:
             raise ValueError(

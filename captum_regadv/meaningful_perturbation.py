@@ -202,8 +202,9 @@ class MeaningfulPerturbation(MaskAttribution):
                 :func:`deletion_reference`: ``"min"`` (MP min), ``"blur"``
                 (MP blur), ``"constant"``, or a tensor (a tuple of tensors for
                 tuple inputs) broadcastable to the inputs. ``None`` (default):
-                ``"blur"`` for inputs with spatial dimensions, ``"min"`` for
-                ``N x F`` and ``(N,)`` inputs (nothing to blur along).
+                ``"blur"`` for inputs with spatial dimensions, zeros (Captum's
+                default baseline) for ``N x F`` and ``(N,)`` inputs (nothing
+                to blur along).
             l1_weight: :math:`\lambda_1 \ge 0`, weight of the mean deleted
                 amount :math:`\frac1N\sum|1 - m|`. Default 6.
             tv_weight: :math:`\lambda_2 \ge 0`, weight of the mean
