@@ -480,6 +480,7 @@ BAD_CASES = [
     (dict(reference="constant", constant=float("nan")), ValueError, "constant"),
     (dict(reference="min", constant=0.0), ValueError, "constant"),
     (dict(inputs=torch.rand(2, 16), reference="blur"), ValueError, "blur"),
+    (dict(inputs=torch.rand(2), reference="blur"), ValueError, "blur"),
     (dict(blur_sigma=0.0), ValueError, "blur_sigma"),
     (dict(l1_weight=-1.0), ValueError, "l1_weight"),
     (dict(tv_weight=-1.0), ValueError, "tv_weight"),
@@ -500,6 +501,14 @@ BAD_CASES = [
     (dict(internal_batch_size=0), ValueError, "internal_batch_size"),
     (dict(rel_tol=-1.0), ValueError, "rel_tol"),
     (dict(optimizer="adam"), TypeError, "optimizer"),
+    (dict(inputs=torch.rand(2, 1, 0, 8)), ValueError, "no elements"),
+    (dict(inputs=torch.rand(0, 1, 4, 4)), ValueError, "empty batch"),
+    (dict(tv_dims=2), TypeError, "tv_dims"),
+    (dict(tv_dims="23"), TypeError, "tv_dims"),
+    (dict(optimizer=torch.nn.Linear), TypeError, "optimizer"),
+    (dict(optimizer=lambda params, lr: None), TypeError, "optimizer"),
+    (dict(optimizer=lambda params: None), TypeError, "optimizer"),
+    (dict(lr=1e39), ValueError, "lr.*overflows"),
 ]
 
 

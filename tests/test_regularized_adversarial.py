@@ -297,6 +297,17 @@ BAD_CASES = [
     (dict(tv_dims=(0,)), ValueError, "tv_dims"),
     (dict(patience=0), ValueError, "patience"),
     (dict(optimizer="adam"), TypeError, "optimizer"),
+    (dict(inputs=torch.rand(2, 1, 0, 8)), ValueError, "no elements"),
+    (dict(inputs=torch.rand(0, 1, 4, 4)), ValueError, "empty batch"),
+    (dict(tv_dims=2), TypeError, "tv_dims"),
+    (dict(tv_dims="23"), TypeError, "tv_dims"),
+    (dict(optimizer=torch.nn.Linear), TypeError, "optimizer"),
+    (dict(optimizer=lambda params, lr: None), TypeError, "optimizer"),
+    (dict(optimizer=lambda params: None), TypeError, "optimizer"),
+    (dict(lr=1e39), ValueError, "lr.*overflows"),
+    (dict(phase2_lr=1e39), ValueError, "phase2_lr.*overflows"),
+    (dict(lr=1e38), ValueError, "phase2_lr.*overflows"),  # the default 10 * lr
+    (dict(inputs=torch.rand(2, 1, 4, 4).half(), lr=7e4), ValueError, "lr.*float16"),
 ]
 
 
