@@ -258,7 +258,9 @@ class MeaningfulPerturbation(MaskAttribution):
                 runs all steps.
             rel_tol: relative improvement that counts for ``patience``.
             internal_batch_size: optimise at most this many examples at once
-                (bounds memory; the result does not depend on it).
+                (bounds memory). Identical up to floating-point reassociation
+                of batched kernels for different values (the last bits), not
+                bit for bit; the same value gives bit-identical results.
             show_progress: show a tqdm progress bar.
             return_perturbed: also return the cross-fade ``J`` at the best
                 mask.

@@ -158,8 +158,9 @@ class RegularizedAdversarial(MaskAttribution):
         r"""Return the explanation (and optionally the perturbed input).
 
         Args:
-            inputs: a tensor ``N x ...`` or a tuple of such tensors, all with
-                the same ``N``; floating point, finite, inside ``bounds``.
+            inputs: a tensor ``N x ...`` (or ``(N,)``, one scalar per example)
+                or a tuple of such tensors, all with the same ``N``; floating
+                point, finite, non-empty examples, inside ``bounds``.
             target: Captum's target: an int, a tuple (multi-dimensional
                 outputs), a tensor, or a list with one entry per example;
                 ``None`` only for single-output models.
@@ -213,12 +214,25 @@ class RegularizedAdversarial(MaskAttribution):
                 ``optimizer(params, lr=...)``). ``None`` (default):
                 :func:`~captum_regadv.short_memory_adam`, Adam with
                 ``betas=(0.9, 0.95)``.
-            bounds: valid value range of ``J``: ``None`` (each example's own
-                min and max, per input tensor), a pair ``(low, high)`` of
-                floats or tensors broadcastable to the inputs, or one pair per
-                input tensor.
-            score: how the forward output becomes :math:`M(J)_i`:
-                ``"softmax"`` (default), ``"sigmoid"`` or ``"identity"``.
+            bounds: valid value range of ``J``, in the units the model sees:
+                ``None`` (each example's own min and max, per input tensor), a
+                pair ``(low, high)`` of floats or tensors broadcastable to the
+                inputs, or one pair per input tensor. For inputs normalised as
+                ``(x - mean) / std`` with ``x`` in ``[0, 1]``, pass
+                ``((0 - mean) / std, (1 - mean) / std)`` with ``mean`` and
+                ``std`` shaped ``1 x C x 1 x 1``; inputs outside the bounds
+                are rejected (with ``captum.metrics.sensitivity_max``, whose
+                noise leaves ``[0, 1]``, keep ``None`` or clamp the noise:
+                docs, method page, *Value bounds*).
+            score: how the forward output becomes :math:`M(J)_i`
+                (:mod:`captum_regadv.scores`): ``"auto"`` (default) reads the
+                output on ``inputs``: rows of ``C >= 2`` non-negative values
+                summing to 1 are probabilities, other ``C >= 2`` outputs
+                logits (softmax), one column a logit (sigmoid), unless every
+                value lies in ``[0, 1]``: then a probability, with a warning
+                naming this option. Or ``"softmax"``, ``"probability"``,
+                ``"sigmoid"``, ``"identity"``. A ``(N,)`` output is one
+                column (``target=None``).
             objective: the classification term that is optimised.
                 ``"log_odds"`` (default) minimises :math:`-\log(1 - M(J)_i)`
                 in phase 1 (destroy) or :math:`|\ell_i(J) - \ell_i(I)|`
@@ -249,9 +263,11 @@ class RegularizedAdversarial(MaskAttribution):
             rel_tol: relative improvement that counts for ``patience``.
             internal_batch_size: optimise at most this many examples at once
                 (bounds memory). Examples never influence each other's
-                updates, but batched kernels may round differently for
-                different batch sizes, so results agree up to floating-point
-                rounding, not bit for bit.
+                updates, but batched kernels may sum in a different order for
+                different batch sizes: ``J`` is identical up to floating-point
+                reassociation (the last bits), not bit for bit, and the masks
+                may differ on elements whose change lies at the threshold
+                ``epsilon``. The same value gives bit-identical results.
             show_progress: show a tqdm progress bar per stage (and per
                 weight-search attempt, labelled with its weight scale).
             attribution: ``"mask"`` (default): the 0/1 mask of eq. 14 (after
