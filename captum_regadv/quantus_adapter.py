@@ -84,9 +84,10 @@ def explain(
     r"""Explain a numpy batch with one of this package's methods; Quantus' ``explain_func``.
 
     Args:
-        model: a ``torch.nn.Module`` returning ``N x C`` logits (the methods'
-            ``score`` argument says how they become scores; softmax by
-            default). Never changed and never moved.
+        model: a ``torch.nn.Module`` returning ``N x C`` logits or
+            probabilities (the methods' ``score`` argument says how they
+            become scores; ``"auto"`` by default). Never changed and never
+            moved.
         inputs: array ``N x ...`` (channels first, as Quantus passes it).
         targets: the class of each example, ``(N,)`` (or one int for all),
             passed to ``attribute`` as ``torch.as_tensor(targets)``; integers

@@ -372,3 +372,54 @@ def test_integrated_gradients_runs_on_the_same_one_logit_model():
     model = one_logit_model()
     x, _ = inputs()
     assert IntegratedGradients(model).attribute(x, target=None).shape == x.shape
+
+
+# ---------------------------------------------------- documented bounds recipes
+
+
+def test_bounds_for_mean_std_normalised_inputs_keep_j_in_the_original_range():
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x, _ = inputs()
+    x = x.expand(2, 3, H, H).contiguous()
+    one_channel = patch_linear(2, 1.0, [25.0, 0.0])  # z1 - z0 = 27 - 25 over 3 channels
+    lin = torch.nn.Linear(3 * H * H, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.cat([one_channel.weight] * 3, 1))
+        lin.bias.copy_(one_channel.bias)
+
+    class Normalised(torch.nn.Module):
+        def forward(self, xn: torch.Tensor) -> torch.Tensor:
+            return lin((xn * std + mean).flatten(1))  # the model undoes the normalisation
+
+    model = Normalised().eval()
+    xn = (x - mean) / std
+    bounds = ((0 - mean) / std, (1 - mean) / std)
+    mask, j = RegularizedAdversarial(model).attribute(
+        xn, target=1, bounds=bounds, return_perturbed=True
+    )
+    back = j * std + mean
+    assert float(back.min()) >= -1e-6 and float(back.max()) <= 1 + 1e-6
+    assert bool((torch.softmax(model(j), 1)[:, 1] < 0.5).all())
+    with pytest.raises(ValueError, match="outside bounds"):
+        RegularizedAdversarial(model).attribute(xn, target=1, bounds=(0.0, 1.0))
+
+
+def test_sensitivity_max_recipes_from_the_method_page():
+    from captum.metrics import sensitivity_max
+
+    model = softmax_model()
+    x, _ = inputs()
+    ra = RegularizedAdversarial(model)
+    kw = dict(target=1, n_perturb_samples=2, steps=5, phase2_steps=2)
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="outside bounds"):  # x has zeros and ones
+        sensitivity_max(ra.attribute, x, bounds=(0.0, 1.0), **kw)
+
+    def noise_in_range(inputs, perturb_radius=0.02):
+        noise = torch.empty_like(inputs).uniform_(-perturb_radius, perturb_radius)
+        return (inputs + noise).clamp(0.0, 1.0)
+
+    sens = sensitivity_max(ra.attribute, x, perturb_func=noise_in_range, bounds=(0.0, 1.0), **kw)
+    assert sens.shape == (2,) and bool(torch.isfinite(sens).all())
+    assert sensitivity_max(ra.attribute, x, **kw).shape == (2,)  # bounds=None
