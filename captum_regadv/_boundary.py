@@ -10,6 +10,7 @@ import contextlib
 import math
 import sys
 import warnings
+from types import FrameType
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
@@ -331,10 +332,17 @@ def reject_inside_noise_tunnel(return_perturbed: bool, method: str) -> None:
     """``return_perturbed=True`` cannot be averaged by ``captum.attr.NoiseTunnel``."""
     if not return_perturbed:
         return
-    caller = sys._getframe(2)  # attribute's caller (NoiseTunnel calls __wrapped__)
     from captum.attr import NoiseTunnel
 
-    if isinstance(caller.f_locals.get("self"), NoiseTunnel):
+    # attribute's callers (NoiseTunnel calls attribute.__wrapped__ directly)
+    frame: Optional[FrameType] = sys._getframe(2)
+    inside = False
+    for _ in range(3):
+        if frame is None:
+            break
+        inside = inside or isinstance(frame.f_locals.get("self"), NoiseTunnel)
+        frame = frame.f_back
+    if inside:
         raise ValueError(
             f"return_perturbed=True is not supported inside NoiseTunnel({method}): "
             "NoiseTunnel would average the perturbed inputs J of different noisy "

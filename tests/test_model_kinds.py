@@ -187,10 +187,11 @@ def test_one_column_probability_model_warns_once_and_is_explained():
     base = torch.nn.Sequential(torch.nn.Flatten(), patch_linear(1, 1.0, [-4.0]))
     model = torch.nn.Sequential(base, torch.nn.Sigmoid(), Squeeze()).eval()
     x, truth = inputs()
-    with pytest.warns(UserWarning, match="score='sigmoid'"):
+    with pytest.warns(UserWarning, match="score='sigmoid'") as record:
         mask, j = RegularizedAdversarial(model).attribute(
             x, bounds=(0.0, 1.0), return_perturbed=True
         )
+    assert sum("score='auto'" in str(w.message) for w in record) == 1  # said once
     assert_explains_patch(mask, truth)
     assert bool((model(j) < 0.5).all())
     with pytest.warns(UserWarning, match="score="):
