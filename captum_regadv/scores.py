@@ -224,20 +224,21 @@ def _log_clamped(values: Tensor) -> Tensor:
     return torch.log(values.clamp_min(torch.finfo(values.dtype).tiny))
 
 
-def _check_resolved(score: Score) -> None:
-    if score == "auto":
-        raise ValueError("score='auto' must be resolved with resolve_score first")
 
 
 def class_score(output: Tensor, index: Tensor, score: Score) -> Tensor:
     r"""``M(J)_i`` for every example: shape ``(N,)``.
+
+    ``score="auto"`` is resolved from this ``output`` (:func:`resolve_score`);
+    the methods and metrics resolve it once, from the output on the original
+    inputs, and pass the result.
 
     Example:
         >>> z = torch.tensor([[0.0, 0.0]])
         >>> class_score(z, torch.tensor([[1]]), "softmax")
         tensor([0.5000])
     """
-    _check_resolved(score)
+    score = resolve_score(score, output)
     if score == "softmax":
         _check_softmax(output)
         return _select(torch.softmax(output, dim=1), index)
@@ -257,7 +258,7 @@ def class_log_odds(output: Tensor, index: Tensor, score: Score) -> Tensor:
         >>> class_log_odds(z, torch.tensor([[1]]), "softmax")
         tensor([3.])
     """
-    _check_resolved(score)
+    score = resolve_score(score, output)
     if score == "softmax":
         _check_softmax(output)
         others = output.masked_fill(_target_mask(output, index), float("-inf"))
