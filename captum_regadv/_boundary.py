@@ -6,9 +6,12 @@ that bad input gives a ``ValueError``/``TypeError`` that names the argument.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 import warnings
-from typing import Any, Callable, Optional, Sequence, Union
+from types import FrameType
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -33,20 +36,30 @@ def as_tuple(inputs: TensorOrTuple, name: str = "inputs") -> tuple[Tensor, ...]:
     raise TypeError(f"{name} must be a tensor or a non-empty tuple of tensors")
 
 
-def check_inputs(inputs: tuple[Tensor, ...], name: str = "inputs") -> int:
-    """Floating, finite, batched alike; returns the batch size."""
+def check_inputs(
+    inputs: tuple[Tensor, ...], name: str = "inputs", *, min_dim: int = 2
+) -> int:
+    """Floating, finite, batched alike, non-empty examples; returns the batch size.
+
+    ``min_dim=1`` also accepts ``(N,)`` batches of scalars (the public methods
+    and metrics lift them to ``N x 1`` with :mod:`captum_regadv._shapes`).
+    """
     n = None
     for k, t in enumerate(inputs):
         label = name if len(inputs) == 1 else f"{name}[{k}]"
         if not t.is_floating_point():
             raise TypeError(f"{label} must be a floating-point tensor, got {t.dtype}")
-        if t.dim() < 2:
+        if t.dim() < min_dim:
             raise ValueError(
-                f"{label} must be a batch N x ... with at least 2 dimensions, got shape "
-                f"{tuple(t.shape)}"
+                f"{label} must be a batch N x ... with at least {min_dim} dimension(s), "
+                f"got shape {tuple(t.shape)}"
             )
         if t.shape[0] == 0:
             raise ValueError(f"{label} has an empty batch")
+        if t[0].numel() == 0:
+            raise ValueError(
+                f"{label} has examples with no elements (shape {tuple(t.shape)})"
+            )
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{label} contains NaN or Inf")
         if n is None:
@@ -121,10 +134,8 @@ def check_optional_int(value: Any, name: str, minimum: int = 1) -> None:
 
 def warn_if_training(forward_func: Callable[..., Any]) -> None:
     """Warn (never change it) when the model is in training mode."""
-    module = forward_func if isinstance(forward_func, torch.nn.Module) else getattr(
-        forward_func, "__self__", None
-    )
-    if isinstance(module, torch.nn.Module) and module.training:
+    module = _module_of(forward_func)
+    if module is not None and any(m.training for m in module.modules()):
         warnings.warn(
             "the model is in training mode: dropout and batch norm make the explanation "
             "random and let examples of a batch influence each other; call model.eval() "
@@ -138,6 +149,11 @@ def resolve_tv_dims(tv_dims: TvDims, inputs: tuple[Tensor, ...]) -> tuple[tuple[
     """One tuple of spatial dims per input tensor (default: all dims after N, C)."""
     if tv_dims is None:
         return tuple(default_tv_dims(t.dim()) for t in inputs)
+    if not isinstance(tv_dims, (tuple, list)):
+        raise TypeError(
+            "tv_dims must be None, a sequence of ints such as (2, 3), or one such "
+            f"sequence per input, got {type(tv_dims).__name__}"
+        )
     items = list(tv_dims)
     if all(isinstance(d, int) and not isinstance(d, bool) for d in items):
         per_input: list[Sequence[int]] = [items] * len(inputs)  # type: ignore[list-item]
@@ -175,8 +191,8 @@ def _bound_tensor(value: BoundValue, like: Tensor, name: str) -> Tensor | None:
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite")
     try:
-        torch.broadcast_shapes(t.shape, like.shape)  # type: ignore[no-untyped-call]
-        if t.dim() > like.dim():
+        shape = torch.broadcast_shapes(t.shape, like.shape)  # type: ignore[no-untyped-call]
+        if t.dim() > like.dim() or tuple(shape) != tuple(like.shape):
             raise RuntimeError
     except RuntimeError:
         raise ValueError(
@@ -254,9 +270,85 @@ def resolve_optimizer(optimizer: object) -> OptimizerClass:
     """``optimizer`` checked, ``None`` replaced by :func:`short_memory_adam`."""
     if optimizer is None:
         return short_memory_adam
+    message = (
+        "optimizer must be a torch.optim.Optimizer class or a factory called as "
+        "optimizer(params, lr=...) that returns one"
+    )
+    if isinstance(optimizer, type):
+        if not issubclass(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"{message}, got the class {optimizer.__name__}")
+        return optimizer  # type: ignore[return-value]
     if not callable(optimizer):
-        raise TypeError("optimizer must be a torch.optim.Optimizer class (or a factory)")
+        raise TypeError(f"{message}, got {type(optimizer).__name__}")
+    try:
+        made = optimizer([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    except Exception as error:  # the factory's own error, re-raised naming the argument
+        raise TypeError(f"{message}; calling it on a test parameter failed: {error!r}") from error
+    if not isinstance(made, torch.optim.Optimizer):
+        raise TypeError(f"{message}; it returned {type(made).__name__}")
     return optimizer  # type: ignore[return-value]
+
+
+def check_step_size(value: float, name: str, inputs: tuple[Tensor, ...]) -> None:
+    """``value`` (a step size) is finite in every input's dtype."""
+    for t in inputs:
+        if not value < torch.finfo(t.dtype).max:
+            raise ValueError(
+                f"{name}={value} overflows the inputs' dtype {t.dtype} "
+                f"(largest finite value {torch.finfo(t.dtype).max:g})"
+            )
+
+
+def _module_of(forward_func: Callable[..., Any]) -> Optional[torch.nn.Module]:
+    module = forward_func if isinstance(forward_func, torch.nn.Module) else getattr(
+        forward_func, "__self__", None
+    )
+    return module if isinstance(module, torch.nn.Module) else None
+
+
+@contextlib.contextmanager
+def preserve_buffers(forward_func: Callable[..., Any]) -> Iterator[None]:
+    """Restore the model's buffers (bit for bit) on exit when any module is training.
+
+    A module in training mode (batch norm) updates its running statistics
+    on every forward call; the caller's model must come back unchanged. Only
+    a ``torch.nn.Module`` (or a bound method of one) can be seen; a plain
+    function that closes over a model is the caller's responsibility.
+    """
+    module = _module_of(forward_func)
+    if module is None or not any(m.training for m in module.modules()):
+        yield
+        return
+    saved = [(b, b.detach().clone()) for b in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, copy in saved:
+                buffer.copy_(copy)
+
+
+def reject_inside_noise_tunnel(return_perturbed: bool, method: str) -> None:
+    """``return_perturbed=True`` cannot be averaged by ``captum.attr.NoiseTunnel``."""
+    if not return_perturbed:
+        return
+    from captum.attr import NoiseTunnel
+
+    # attribute's callers (NoiseTunnel calls attribute.__wrapped__ directly)
+    frame: Optional[FrameType] = sys._getframe(2)
+    inside = False
+    for _ in range(3):
+        if frame is None:
+            break
+        inside = inside or isinstance(frame.f_locals.get("self"), NoiseTunnel)
+        frame = frame.f_back
+    if inside:
+        raise ValueError(
+            f"return_perturbed=True is not supported inside NoiseTunnel({method}): "
+            "NoiseTunnel would average the perturbed inputs J of different noisy "
+            "inputs as if they were attributions; call attribute(noisy_inputs, ..., "
+            "return_perturbed=True) on each noisy input instead"
+        )
 
 
 def loop_settings(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -9,7 +11,14 @@ import torch
 from torch import Tensor
 
 from ._boundary import select_examples
-from .scores import Score, TargetType, class_log_odds, class_score, resolve_target
+from .scores import (
+    Score,
+    TargetType,
+    class_log_odds,
+    class_score,
+    resolve_score,
+    resolve_target,
+)
 
 
 @dataclass(frozen=True)
@@ -35,20 +44,36 @@ class ScoredModel:
         target: TargetType,
         score: Score,
         max_examples_per_batch: int | None = None,
+        *,
+        differentiable: bool = False,
+        score_output: Tensor | None = None,
     ) -> tuple["ScoredModel", Tensor]:
         """Run the model on ``inputs`` (in chunks), validate its output and the target.
 
-        Returns the model and its raw, detached output on ``inputs``.
+        ``score="auto"`` is resolved from ``score_output`` (the output on the
+        original inputs) when given, else from this output. With
+        ``differentiable``, the output must also depend differentiably on the
+        inputs (checked on at most two examples, with
+        :func:`torch.autograd.grad`, so no gradient reaches the parameters).
+
+        Returns the model and its raw, detached output on ``inputs``
+        (``N x ...``; a ``(N,)`` output is returned as ``N x 1``).
         """
         n = inputs[0].shape[0]
-        output = batched_output(forward_func, inputs, additional_args, max_examples_per_batch)
-        if output.dim() < 2 or output.shape[0] != n:
-            raise ValueError(
-                "the forward output must have a batch and a class dimension (N x C) "
-                f"with N={n}, got shape {tuple(output.shape)}"
+        if differentiable and torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "the explanation needs gradients of the forward function, but it was "
+                "called under torch.inference_mode(); call it outside (torch.no_grad() is fine)"
             )
+        output = batched_output(forward_func, inputs, additional_args, max_examples_per_batch)
+        check_output(output, n)
         index = resolve_target(target, output)
+        score = resolve_score(score, output if score_output is None else score_output)
         model = cls(forward_func, additional_args, index, score, n)
+        if differentiable and score == "probability":
+            _warn_if_saturated(model, output)
+        if differentiable:
+            _check_differentiable(forward_func, inputs, additional_args, n)
         # validates the score against the number of classes
         class_score(output, index, score)
         return model, output
@@ -68,7 +93,7 @@ class ScoredModel:
         out = self.forward_func(*inputs, *args)
         if not isinstance(out, Tensor):
             raise TypeError("the forward function must return a tensor")
-        return out
+        return out.unsqueeze(1) if out.dim() == 1 else out
 
     def score_of(self, output: Tensor, rows: Tensor) -> Tensor:
         """``M_i`` of ``output`` (rows ``rows`` of the batch): ``(len(rows),)``."""
@@ -98,5 +123,67 @@ def batched_output(
                 raise TypeError(
                     f"the forward function must return a tensor, got {type(out).__name__}"
                 )
-            outputs.append(out.detach())
+            outputs.append(out.detach().unsqueeze(1) if out.dim() == 1 else out.detach())
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+def check_output(output: Tensor, n: int) -> None:
+    """A floating, finite ``N x ...`` forward output (``(N,)`` already lifted to ``N x 1``)."""
+    if output.dim() < 2 or output.shape[0] != n:
+        raise ValueError(
+            "the forward output must be (N,) or have a batch and a class dimension (N x C) "
+            f"with N={n}, got shape {tuple(output.shape)}"
+        )
+    if not output.is_floating_point():
+        raise TypeError(
+            f"the forward output must be floating point (scores, logits or "
+            f"probabilities), got {output.dtype}"
+        )
+    if output[0].numel() == 0:
+        raise ValueError(f"the forward output has no classes (shape {tuple(output.shape)})")
+    if not bool(torch.isfinite(output).all()):
+        bad = int((~torch.isfinite(output)).flatten(1).any(1).sum())
+        raise ValueError(
+            f"the forward output contains NaN or Inf for {bad} of {n} example(s) on the "
+            "original inputs; nothing can be explained there"
+        )
+
+
+def _warn_if_saturated(model: ScoredModel, output: Tensor) -> None:
+    """Probabilities rounded to exactly 1 have no gradient: say so."""
+    rows = torch.arange(output.shape[0], device=output.device)
+    log_odds = model.log_odds_of(output, rows)
+    saturated = int((log_odds >= -math.log(torch.finfo(output.dtype).tiny)).sum())
+    if saturated:
+        warnings.warn(
+            f"the target probability has rounded to exactly 1 for {saturated} example(s): "
+            "the model's output carries no gradient there and nothing can be explained; "
+            "return logits (drop the final softmax/sigmoid) and use score='softmax' or "
+            "'sigmoid'",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _check_differentiable(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    additional_args: tuple[Any, ...],
+    n: int,
+) -> None:
+    """Raise unless the output of (at most) two examples has a gradient w.r.t. the inputs."""
+    rows = torch.arange(min(n, 2), device=inputs[0].device)
+    probe = tuple(t.detach()[rows].clone().requires_grad_(True) for t in inputs)
+    with torch.enable_grad():
+        out = forward_func(*probe, *select_examples(additional_args, rows, n))
+        grads = (
+            torch.autograd.grad(out.sum(), probe, allow_unused=True)
+            if isinstance(out, Tensor) and out.requires_grad
+            else (None,)
+        )
+    if all(g is None for g in grads):
+        raise ValueError(
+            "the forward output does not depend differentiably on the inputs (it is "
+            "detached, or computed under torch.no_grad() or torch.inference_mode() "
+            "inside the forward function); the explanation needs its gradient"
+        )

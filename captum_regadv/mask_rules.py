@@ -33,14 +33,18 @@ from ._boundary import (
     check_like,
     check_number,
     format_additional_args,
+    check_step_size,
     loop_settings,
+    preserve_buffers,
     resolve_bounds,
+    resolve_tv_dims,
 )
 from ._forward import ScoredModel
 from ._objectives import OBJECTIVES, Objective
 from ._optimization import OptimizerClass
 from ._restricted import attack_within_mask
-from .metrics import ape_d
+from ._shapes import lift_scalars
+from .metrics import _check_weights, ape_d
 from .scores import Score, TargetType, check_score
 
 __all__ = [
@@ -59,13 +63,45 @@ def _like_input(values: tuple[Tensor, ...], template: TensorOrTuple) -> TensorOr
     return values[0] if isinstance(template, Tensor) else values
 
 
+def _check_masks(masks: tuple[Tensor, ...]) -> None:
+    """Masks are real and free of NaN (``NaN != 0`` would count as masked)."""
+    for k, m in enumerate(masks):
+        label = "masks" if len(masks) == 1 else f"masks[{k}]"
+        if m.is_complex():
+            raise TypeError(f"{label} must be real, got {m.dtype}")
+        if m.is_floating_point() and bool(torch.isnan(m).any()):
+            raise ValueError(f"{label} contains NaN")
+
+
+def _check_thresholds(thresholds: object) -> Tensor:
+    """Every candidate threshold a finite real number; float64, flat, non-empty."""
+    if isinstance(thresholds, Tensor):
+        if thresholds.is_complex() or thresholds.dtype == torch.bool:
+            raise TypeError(f"thresholds must be real numbers, got {thresholds.dtype}")
+        candidates = thresholds.detach().to("cpu", torch.float64).flatten()
+    elif isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
+        raise TypeError(
+            f"thresholds must be a sequence of numbers or a tensor, got {type(thresholds).__name__}"
+        )
+    else:
+        for k, t in enumerate(thresholds):
+            check_number(t, f"thresholds[{k}]")
+        candidates = torch.tensor([float(t) for t in thresholds], dtype=torch.float64)
+    if candidates.numel() == 0:
+        raise ValueError("thresholds must not be empty")
+    if not bool(torch.isfinite(candidates).all()):
+        raise ValueError("thresholds must be finite")
+    return candidates
+
+
 def _normalised_magnitude(
     saliency: tuple[Tensor, ...], absolute: bool, normalize: bool
 ) -> tuple[Tensor, ...]:
     values = tuple((s.detach().abs() if absolute else s.detach()) for s in saliency)
     if not normalize:
         return values
-    peak = torch.stack([v.abs().flatten(1).max(1).values for v in values]).max(0).values
+    peak = torch.stack([v.abs().reshape(v.shape[0], -1).max(1).values for v in values])
+    peak = peak.max(0).values
     peak = torch.where(peak > 0, peak, torch.ones_like(peak))
     return tuple(v / peak.view((-1,) + (1,) * (v.dim() - 1)) for v in values)
 
@@ -95,7 +131,7 @@ def saliency_to_mask(
         tensor([[0., 1., 1.]])
     """
     values = as_tuple(saliency, "saliency")
-    check_inputs(values, "saliency")
+    check_inputs(values, "saliency", min_dim=1)
     check_number(threshold, "threshold")
     magnitudes = _normalised_magnitude(values, absolute, normalize)
     masks = tuple((m > threshold).to(v.dtype) for m, v in zip(magnitudes, values))
@@ -124,8 +160,10 @@ def fill_with_reference(
         tensor([[1., 0., 1.]])
     """
     originals = as_tuple(inputs)
+    check_inputs(originals, min_dim=1)
     mask_t = as_tuple(masks, "masks")
     check_like(originals, mask_t, "masks")
+    _check_masks(mask_t)
     if isinstance(reference, (list, tuple)):
         refs: Sequence[Union[float, Tensor]] = reference
         if len(refs) != len(originals):
@@ -138,7 +176,15 @@ def fill_with_reference(
     for k, (o, m, r) in enumerate(zip(originals, mask_t, refs)):
         if isinstance(r, bool) or not isinstance(r, (int, float, Tensor)):
             raise TypeError(f"reference[{k}] must be a float or a tensor")
+        if isinstance(r, Tensor) and (r.is_complex() or r.dtype == torch.bool):
+            raise TypeError(f"reference[{k}] must be a real-valued tensor, got {r.dtype}")
         ref = torch.as_tensor(r, dtype=o.dtype, device=o.device)
+        if not bool(torch.isfinite(torch.as_tensor(r)).all()) or not bool(
+            torch.isfinite(ref).all()
+        ):
+            raise ValueError(
+                f"reference[{k}] contains NaN or Inf (or overflows the inputs' dtype {o.dtype})"
+            )
         try:
             ref = ref.expand_as(o)
         except RuntimeError:
@@ -160,7 +206,7 @@ def perturb_within_mask(
     lr: float = 0.05,
     optimizer: Optional[OptimizerClass] = None,
     bounds: Bounds = None,
-    score: Score = "softmax",
+    score: Score = "auto",
     objective: Objective = "log_odds",
     patience: Optional[int] = None,
     rel_tol: float = 1e-3,
@@ -192,20 +238,31 @@ def perturb_within_mask(
         >>> bool((j[:, 1:] == x[:, 1:]).all() and (j[1] == x[1]).all())
         True
     """
-    originals = tuple(t.detach() for t in as_tuple(inputs))
-    check_inputs(originals)
+    caller_inputs = as_tuple(inputs)
+    check_inputs(caller_inputs, min_dim=1)
+    lifted = lift_scalars(tuple(t.detach() for t in caller_inputs))
+    originals = lifted.inputs
     mask_t = as_tuple(masks, "masks")
-    check_like(originals, mask_t, "masks")
+    check_like(caller_inputs, mask_t, "masks")
+    _check_masks(mask_t)
+    mask_t = lifted.lift_like(mask_t)
     loop = loop_settings(
         optimizer=optimizer, lr=lr, steps=steps, patience=patience, rel_tol=rel_tol,
         internal_batch_size=internal_batch_size,
     )
+    check_step_size(lr, "lr", originals)
     check_score(score)
     check_choice(objective, "objective", OBJECTIVES)
     value_bounds = resolve_bounds(bounds, originals)
-    with torch.enable_grad():
+    with torch.enable_grad(), preserve_buffers(forward_func):
         model, _ = ScoredModel.build(
-            forward_func, originals, format_additional_args(additional_forward_args), target, score
+            lifted.forward(forward_func),
+            originals,
+            format_additional_args(additional_forward_args),
+            target,
+            score,
+            internal_batch_size,
+            differentiable=True,
         )
         result = attack_within_mask(
             model,
@@ -219,7 +276,7 @@ def perturb_within_mask(
             start=None,
             progress=None,
         )
-    return _like_input(tuple(t.detach() for t in result.best), inputs)
+    return _like_input(lifted.lower(tuple(t.detach() for t in result.best)), inputs)
 
 
 class ThresholdScan(NamedTuple):
@@ -276,7 +333,7 @@ def scan_threshold(
     absolute: bool = True,
     normalize: bool = True,
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    score: Score = "softmax",
+    score: Score = "auto",
     tv_dims: TvDims = None,
 ) -> ThresholdScan:
     r"""One threshold for a whole set: the one with the lowest mean APE_D (section 5.1).
@@ -306,15 +363,21 @@ def scan_threshold(
         (torch.Size([3]), [0.5, 0.9])
     """
     originals = as_tuple(inputs)
-    check_inputs(originals)
+    check_inputs(originals, min_dim=1)
     sal = as_tuple(saliency, "saliency")
     check_like(originals, sal, "saliency")
+    check_inputs(sal, "saliency", min_dim=1)
+    if not callable(perturb):
+        raise TypeError(
+            f"perturb must be a callable perturb(inputs, masks), got {type(perturb).__name__}"
+        )
+    _check_weights(weights)
+    check_score(score)
+    resolve_tv_dims(tv_dims, lift_scalars(originals).inputs)
     if thresholds is None:
         candidates = default_thresholds(saliency, absolute=absolute, normalize=normalize)
     else:
-        candidates = torch.as_tensor(thresholds, dtype=torch.float64).flatten()
-        if candidates.numel() == 0:
-            raise ValueError("thresholds must not be empty")
+        candidates = _check_thresholds(thresholds)
     best: Optional[ThresholdScan] = None
     means = []
     for t in candidates.tolist():

@@ -34,9 +34,11 @@ from ._boundary import (
     check_number,
     check_optional_int,
     format_additional_args,
+    preserve_buffers,
     resolve_tv_dims,
 )
-from ._forward import ScoredModel, batched_output
+from ._forward import ScoredModel, batched_output, check_output
+from ._shapes import lift_scalars
 from .perturbations import binarize, total_variation
 from .scores import Score, TargetType, check_score
 
@@ -76,11 +78,15 @@ def _ape(
     return_components: bool,
     max_examples_per_batch: Optional[int],
 ) -> Union[Tensor, APEComponents]:
-    originals = as_tuple(inputs)
-    perturbed = as_tuple(perturbed_inputs, "perturbed_inputs")
-    n = check_inputs(originals)
-    check_inputs(perturbed, "perturbed_inputs")
-    check_like(originals, perturbed, "perturbed_inputs")
+    caller_originals = as_tuple(inputs)
+    caller_perturbed = as_tuple(perturbed_inputs, "perturbed_inputs")
+    n = check_inputs(caller_originals, min_dim=1)
+    check_inputs(caller_perturbed, "perturbed_inputs", min_dim=1)
+    check_like(caller_originals, caller_perturbed, "perturbed_inputs")
+    lifted = lift_scalars(caller_originals)
+    originals = lifted.inputs
+    perturbed = lifted.lift_like(caller_perturbed)
+    forward = lifted.forward(forward_func)
     a_sp, a_sm, a_cl = _check_weights(weights)
     check_score(score)
     check_optional_int(max_examples_per_batch, "max_examples_per_batch")
@@ -98,15 +104,21 @@ def _ape(
     smoothness = a_sm * tv / n_elements
 
     detached = tuple(p.detach() for p in perturbed)
-    model, out_j = ScoredModel.build(
-        forward_func, detached, args, target, score, max_examples_per_batch
-    )
+    with preserve_buffers(forward_func):
+        out_i = None
+        if preserve or score == "auto":
+            # "auto" reads the output on the original inputs, as the methods do
+            out_i = batched_output(
+                forward, tuple(o.detach() for o in originals), args, max_examples_per_batch
+            )
+            check_output(out_i, n)
+        model, out_j = ScoredModel.build(
+            forward, detached, args, target, score, max_examples_per_batch, score_output=out_i
+        )
     rows = torch.arange(n, device=out_j.device)
     classification = model.score_of(out_j, rows)
     if preserve:
-        out_i = batched_output(
-            forward_func, tuple(o.detach() for o in originals), args, max_examples_per_batch
-        )
+        assert out_i is not None
         classification = (classification - model.score_of(out_i, rows)).abs()
     classification = a_cl * classification.to(dtype)
     total = sparsity + smoothness + classification
@@ -123,7 +135,7 @@ def ape_d(
     additional_forward_args: Any = None,
     *,
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    score: Score = "softmax",
+    score: Score = "auto",
     tv_dims: TvDims = None,
     return_components: bool = False,
     max_examples_per_batch: Optional[int] = None,
@@ -136,13 +148,20 @@ def ape_d(
             + a_{sm}\,\frac{TV(B(I - J))}{N} + a_{cl}\,M(J)_i
 
     Args:
-        forward_func: the model or forward function (``N x C`` outputs).
-        inputs: the original inputs ``I``: a tensor ``N x ...`` or a tuple.
+        forward_func: the model or forward function (``N x C``, ``N x 1``
+            or ``(N,)`` outputs).
+        inputs: the original inputs ``I``: a tensor ``N x ...`` (or ``(N,)``)
+            or a tuple.
         perturbed_inputs: ``J``, shaped like ``inputs``.
         target: Captum target (int, tuple, tensor or list).
         additional_forward_args: extra forward arguments, as in Captum.
         weights: ``(a_sp, a_sm, a_cl)``, default ``(1, 1, 1)`` (Table 1).
-        score: ``"softmax"`` (default), ``"sigmoid"`` or ``"identity"``.
+        score: how the output becomes :math:`M(J)_i`, as in the methods
+            (:mod:`captum_regadv.scores`): ``"auto"`` (default; chosen from
+            the output on ``inputs``: probabilities, softmax over logits, or
+            one logit), ``"softmax"``, ``"probability"``, ``"sigmoid"`` or
+            ``"identity"``. Pass the method's ``score`` to score the same
+            :math:`M(J)_i` it optimised (the defaults agree).
         tv_dims: spatial dims of the TV; default all dims after ``N, C``
             (none for ``N x F``).
         return_components: return :class:`APEComponents` instead of the total.
@@ -175,7 +194,7 @@ def ape_s(
     additional_forward_args: Any = None,
     *,
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-    score: Score = "softmax",
+    score: Score = "auto",
     tv_dims: TvDims = None,
     return_components: bool = False,
     max_examples_per_batch: Optional[int] = None,
@@ -222,7 +241,9 @@ def cc_hit_rate(
         masks: explanation masks ``N x C x *spatial`` (any non-zero value is
             in the mask), e.g. the output of
             :meth:`RegularizedAdversarial.attribute` or a thresholded map.
-        ground_truth: the objects, ``N x C x *spatial`` or ``N x 1 x *spatial``.
+        ground_truth: the objects, shaped like ``masks``, or with one channel
+            (``N x 1 x *spatial``) shared by the mask's channels; nothing else
+            is broadcast. Any non-zero value is the object; NaN is rejected.
         connectivity: neighbourhood of :func:`scipy.ndimage.generate_binary_structure`
             over the spatial dims: 1 = faces only (4-connectivity in 2-D), up
             to the number of spatial dims (default; 8-connectivity in 2-D,
@@ -247,16 +268,27 @@ def cc_hit_rate(
         raise ValueError(f"masks must be a batch N x ..., got shape {tuple(masks.shape)}")
     if masks.is_floating_point() and not bool(torch.isfinite(masks).all()):
         raise ValueError("masks contain NaN or Inf")
-    if ground_truth.shape[0] != masks.shape[0] or ground_truth.dim() != masks.dim():
-        raise ValueError(
-            f"ground_truth of shape {tuple(ground_truth.shape)} does not match masks of "
-            f"shape {tuple(masks.shape)}"
-        )
+    if masks.numel() == 0:
+        raise ValueError(f"masks are empty (shape {tuple(masks.shape)})")
+    if ground_truth.is_floating_point() and bool(torch.isnan(ground_truth).any()):
+        raise ValueError("ground_truth contains NaN")
     if channel_dim is not None:
         if masks.dim() < 3:
             channel_dim = None
+        elif isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
+            raise TypeError(f"channel_dim must be an int or None, got {type(channel_dim).__name__}")
         elif not 0 < channel_dim < masks.dim():
             raise ValueError(f"channel_dim {channel_dim} is not a non-batch dim of masks")
+    # the same shape, or (with a channel dim) one channel shared by the mask's channels
+    shared = list(masks.shape)
+    if channel_dim is not None:
+        shared[channel_dim] = 1
+    if tuple(ground_truth.shape) not in (tuple(masks.shape), tuple(shared)):
+        raise ValueError(
+            f"ground_truth of shape {tuple(ground_truth.shape)} does not match masks of "
+            f"shape {tuple(masks.shape)}"
+            + ("" if channel_dim is None else f" (or {tuple(shared)}, one shared channel)")
+        )
     mask_np: np.ndarray = (masks.detach() != 0).cpu().numpy()
     gt_np: np.ndarray = (ground_truth.detach() != 0).cpu().numpy()
     if channel_dim is not None:

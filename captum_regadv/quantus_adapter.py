@@ -84,12 +84,14 @@ def explain(
     r"""Explain a numpy batch with one of this package's methods; Quantus' ``explain_func``.
 
     Args:
-        model: a ``torch.nn.Module`` returning ``N x C`` logits (the methods'
-            ``score`` argument says how they become scores; softmax by
-            default). Never changed and never moved.
+        model: a ``torch.nn.Module`` returning ``N x C`` logits or
+            probabilities (the methods' ``score`` argument says how they
+            become scores; ``"auto"`` by default). Never changed and never
+            moved.
         inputs: array ``N x ...`` (channels first, as Quantus passes it).
         targets: the class of each example, ``(N,)`` (or one int for all),
-            passed to ``attribute`` as ``torch.as_tensor(targets)``.
+            passed to ``attribute`` as ``torch.as_tensor(targets)``; integers
+            (a float array is accepted only if every value is a whole number).
         method: ``"regularized_adversarial"`` (default; a 0/1 mask) or
             ``"meaningful_perturbation"`` (the saliency ``1 - m``).
         device: where the inputs go; ``None`` (default) is the model's
@@ -103,7 +105,8 @@ def explain(
 
     Raises:
         ValueError: for an unknown method, a device the model is not on, or
-            targets that do not give one class per example.
+            targets that do not give one class per example or are not whole numbers.
+        TypeError: targets of a non-numeric dtype (bool, strings, objects).
 
     Example:
         >>> import numpy as np, torch
@@ -133,7 +136,14 @@ def explain(
     x = torch.as_tensor(array, dtype=dtype, device=model_device)
     if x.dim() < 2:
         raise ValueError(f"inputs must be a batch N x ..., got shape {tuple(array.shape)}")
-    target = torch.as_tensor(np.asarray(targets), device=model_device)
+    target_array = np.asarray(targets)
+    if target_array.dtype.kind not in "iuf":
+        raise TypeError(f"targets must be integer class indices, got dtype {target_array.dtype}")
+    if target_array.dtype.kind == "f" and not bool(
+        np.all(np.isfinite(target_array)) and np.all(target_array == np.round(target_array))
+    ):
+        raise ValueError("targets must be integer class indices, got non-integer values")
+    target = torch.as_tensor(target_array, device=model_device)
     if target.dim() > 1 or (target.dim() == 1 and target.shape[0] != x.shape[0]):
         raise ValueError(
             f"targets must be one class per example, shape ({x.shape[0]},), "

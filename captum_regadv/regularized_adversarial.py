@@ -51,8 +51,11 @@ from ._boundary import (
     check_choice,
     check_inputs,
     check_number,
+    check_step_size,
     format_additional_args,
     loop_settings,
+    preserve_buffers,
+    reject_inside_noise_tunnel,
     resolve_bounds,
     resolve_tv_dims,
     warn_if_training,
@@ -64,6 +67,7 @@ from ._objectives import MODES, OBJECTIVES, Mode, Objective
 from ._optimization import OptimizerClass
 from ._phases import PhaseSettings
 from ._refinement import candidate_fractions
+from ._shapes import lift_scalars
 from ._weight_search import Diagnostics, explain_with_search
 from .scores import Score, TargetType, check_score
 
@@ -139,7 +143,7 @@ class RegularizedAdversarial(MaskAttribution):
         refine_steps: int = 5,
         optimizer: Optional[OptimizerClass] = None,
         bounds: Bounds = None,
-        score: Score = "softmax",
+        score: Score = "auto",
         objective: Objective = "log_odds",
         tv_dims: TvDims = None,
         mode: Mode = "destroy",
@@ -155,8 +159,9 @@ class RegularizedAdversarial(MaskAttribution):
         r"""Return the explanation (and optionally the perturbed input).
 
         Args:
-            inputs: a tensor ``N x ...`` or a tuple of such tensors, all with
-                the same ``N``; floating point, finite, inside ``bounds``.
+            inputs: a tensor ``N x ...`` (or ``(N,)``, one scalar per example)
+                or a tuple of such tensors, all with the same ``N``; floating
+                point, finite, non-empty examples, inside ``bounds``.
             target: Captum's target: an int, a tuple (multi-dimensional
                 outputs), a tensor, or a list with one entry per example;
                 ``None`` only for single-output models.
@@ -219,12 +224,25 @@ class RegularizedAdversarial(MaskAttribution):
                 ``optimizer(params, lr=...)``). ``None`` (default):
                 :func:`~captum_regadv.short_memory_adam`, Adam with
                 ``betas=(0.9, 0.95)``.
-            bounds: valid value range of ``J``: ``None`` (each example's own
-                min and max, per input tensor), a pair ``(low, high)`` of
-                floats or tensors broadcastable to the inputs, or one pair per
-                input tensor.
-            score: how the forward output becomes :math:`M(J)_i`:
-                ``"softmax"`` (default), ``"sigmoid"`` or ``"identity"``.
+            bounds: valid value range of ``J``, in the units the model sees:
+                ``None`` (each example's own min and max, per input tensor), a
+                pair ``(low, high)`` of floats or tensors broadcastable to the
+                inputs, or one pair per input tensor. For inputs normalised as
+                ``(x - mean) / std`` with ``x`` in ``[0, 1]``, pass
+                ``((0 - mean) / std, (1 - mean) / std)`` with ``mean`` and
+                ``std`` shaped ``1 x C x 1 x 1``; inputs outside the bounds
+                are rejected (with ``captum.metrics.sensitivity_max``, whose
+                noise leaves ``[0, 1]``, keep ``None`` or clamp the noise:
+                docs, method page, *Value bounds*).
+            score: how the forward output becomes :math:`M(J)_i`
+                (:mod:`captum_regadv.scores`): ``"auto"`` (default) reads the
+                output on ``inputs``: rows of ``C >= 2`` non-negative values
+                summing to 1 are probabilities, other ``C >= 2`` outputs
+                logits (softmax), one column a logit (sigmoid), unless every
+                value lies in ``[0, 1]``: then a probability, with a warning
+                naming this option. Or ``"softmax"``, ``"probability"``,
+                ``"sigmoid"``, ``"identity"``. A ``(N,)`` output is one
+                column (``target=None``).
             objective: the classification term that is optimised.
                 ``"log_odds"`` (default) minimises :math:`-\log(1 - M(J)_i)`
                 in phase 1 (destroy) or :math:`|\ell_i(J) - \ell_i(I)|`
@@ -255,9 +273,11 @@ class RegularizedAdversarial(MaskAttribution):
             rel_tol: relative improvement that counts for ``patience``.
             internal_batch_size: optimise at most this many examples at once
                 (bounds memory). Examples never influence each other's
-                updates, but batched kernels may round differently for
-                different batch sizes, so results agree up to floating-point
-                rounding, not bit for bit.
+                updates, but batched kernels may sum in a different order for
+                different batch sizes: ``J`` is identical up to floating-point
+                reassociation (the last bits), not bit for bit, and the masks
+                may differ on elements whose change lies at the threshold
+                ``epsilon``. The same value gives bit-identical results.
             show_progress: show a tqdm progress bar per stage (and per
                 weight-search attempt, labelled with its weight scale).
             attribution: ``"mask"`` (default): the 0/1 mask of eq. 14 (after
@@ -279,9 +299,12 @@ class RegularizedAdversarial(MaskAttribution):
         ``sparsity_weight`` and ``tv_weight`` are comparable with the
         classification term whatever the resolution.
         """
-        inputs_tuple = as_tuple(inputs)
+        reject_inside_noise_tunnel(return_perturbed, "RegularizedAdversarial")
         is_tuple = not isinstance(inputs, Tensor)
-        check_inputs(inputs_tuple)
+        caller_inputs = as_tuple(inputs)
+        check_inputs(caller_inputs, min_dim=1)
+        lifted = lift_scalars(caller_inputs)
+        inputs_tuple = lifted.inputs
         check_number(sparsity_weight, "sparsity_weight", minimum=0.0)
         check_number(tv_weight, "tv_weight", minimum=0.0)
         check_number(gamma, "gamma", minimum=0.0, strict=True)
@@ -291,8 +314,10 @@ class RegularizedAdversarial(MaskAttribution):
             internal_batch_size=internal_batch_size,
         )
         check_number(phase2_steps, "phase2_steps", minimum=0, integer=True)
+        check_step_size(lr, "lr", inputs_tuple)
         if phase2_lr is not None:
             check_number(phase2_lr, "phase2_lr", minimum=0.0, strict=True)
+        check_step_size(10 * lr if phase2_lr is None else phase2_lr, "phase2_lr", inputs_tuple)
         check_choice(phase2_start, "phase2_start", PHASE2_STARTS)
         check_number(refine_rounds, "refine_rounds", minimum=0, integer=True)
         check_number(refine_candidates, "refine_candidates", minimum=0, integer=True)
@@ -338,16 +363,17 @@ class RegularizedAdversarial(MaskAttribution):
             phase2_start=phase2_start,
             show_progress=show_progress,
         )
-        with torch.enable_grad():
+        with torch.enable_grad(), preserve_buffers(self.forward_func):
             model, output = ScoredModel.build(
-                self.forward_func,
+                lifted.forward(self.forward_func),
                 originals,
                 format_additional_args(additional_forward_args),
                 target,
                 score,
                 internal_batch_size,
+                differentiable=True,
             )
-            search = search_steps if mode == "destroy" and score != "identity" else 0
+            search = search_steps if mode == "destroy" and model.score != "identity" else 0
             masks, perturbed, diagnostics = explain_with_search(
                 model, originals, output, value_bounds, settings,
                 search_steps=search if phase2_steps > 0 else 0,
@@ -360,9 +386,11 @@ class RegularizedAdversarial(MaskAttribution):
         else:
             change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
             result = change if groups is None else groups.expand(groups.mean(change), change)
+        result = lifted.lower(result)
         out: TensorOrTuple = result if is_tuple else result[0]
         if not return_perturbed:
             return out
+        perturbed = lifted.lower(perturbed)
         perturbed_out: TensorOrTuple = perturbed if is_tuple else perturbed[0]
         return out, perturbed_out
 

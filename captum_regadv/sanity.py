@@ -227,6 +227,11 @@ def _check_pair(a: Tensor, b: Tensor) -> None:
         raise ValueError(f"the maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.dim() < 2:
         raise ValueError(f"expected a batch of maps N x ..., got shape {tuple(a.shape)}")
+    if a.numel() == 0:
+        raise ValueError(f"the maps are empty (shape {tuple(a.shape)})")
+    for name, t in (("a", a), ("b", b)):
+        if t.is_complex() or (t.is_floating_point() and not bool(torch.isfinite(t).all())):
+            raise ValueError(f"map {name} contains NaN, Inf or complex values")
 
 
 def _flat(t: Tensor) -> np.ndarray:

@@ -1,24 +1,38 @@
 r"""How a forward output and a Captum target become the model score ``M(J)_i``.
 
-Captum forward functions usually return logits of shape ``N x C`` (or
-``N x C x ...`` for several outputs per example, addressed with tuple
-targets). The paper's ``M(J)_i`` is the softmax probability of class ``i``;
-the transform is an explicit choice here:
+Captum forward functions return logits ``N x C`` (or ``N x C x ...`` for
+several outputs per example, addressed with tuple targets), probabilities (a
+model ending in ``nn.Softmax``), one logit or probability per example
+(``N x 1``, binary classifiers, voice-activity detectors) or ``(N,)``, which
+is read as ``N x 1`` as Captum does. The paper's ``M(J)_i`` is the
+probability of class ``i``; the transform is:
 
-* ``"softmax"`` (default): :math:`M_i = \mathrm{softmax}(z)_i` over dim 1;
+* ``"auto"`` (default): chosen from the model's output on the original
+  inputs (:func:`resolve_score`): ``"probability"`` when it has ``C >= 2``
+  columns and every row is non-negative and sums to 1 (over dim 1);
+  ``"softmax"`` for any other ``C >= 2``; ``"sigmoid"`` for one column, unless
+  every value lies in :math:`[0, 1]`, where it cannot tell a logit from a
+  probability: then ``"probability"``, with a warning naming ``score``;
+* ``"softmax"``: :math:`M_i = \mathrm{softmax}(z)_i` over dim 1 (logits);
+* ``"probability"``: :math:`M_i = p_i`, the output itself (``N x C``
+  probabilities, or one column :math:`p`);
 * ``"sigmoid"``: :math:`M_i = \sigma(z_i)` (multi-label or one-logit models);
-* ``"identity"``: :math:`M_i = z_i` (the forward function already returns
-  the score).
+* ``"identity"``: :math:`M_i = z_i` (any other score; not a probability).
 
-For optimisation the same score can be read as log-odds, which does not
+For optimisation the same score is read as log-odds, which does not
 saturate on confidently classified inputs:
 :math:`\ell_i = z_i - \log\sum_{j \ne i} e^{z_j}` for softmax (so that
-:math:`M_i = \sigma(\ell_i)`), :math:`\ell_i = z_i` for sigmoid, and the raw
-value for identity.
+:math:`M_i = \sigma(\ell_i)`), :math:`\ell_i = \log p_i - \log\sum_{j \ne i}
+p_j` for probabilities (:math:`\log p - \log(1 - p)` for one column; both
+clamped at the dtype's smallest normal number, so a probability that has
+rounded to exactly 0 or 1 gives a finite value but no gradient: return logits
+where you can), :math:`\ell_i = z_i` for sigmoid, and the raw value for
+identity.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal, Sequence, Union
 
 import torch
@@ -26,10 +40,17 @@ from torch import Tensor
 
 from ._boundary import check_choice
 
-__all__ = ["Score", "TargetType", "resolve_target", "class_score", "class_log_odds"]
+__all__ = [
+    "Score",
+    "TargetType",
+    "resolve_score",
+    "resolve_target",
+    "class_score",
+    "class_log_odds",
+]
 
-Score = Literal["softmax", "sigmoid", "identity"]
-SCORES: tuple[str, ...] = ("softmax", "sigmoid", "identity")
+Score = Literal["auto", "softmax", "probability", "sigmoid", "identity"]
+SCORES: tuple[str, ...] = ("auto", "softmax", "probability", "sigmoid", "identity")
 
 TargetType = Union[None, int, tuple[int, ...], Tensor, Sequence[Union[int, tuple[int, ...]]]]
 
@@ -38,6 +59,45 @@ def check_score(score: object, name: str = "score") -> Score:
     """Return ``score`` if it is a known transform, else raise naming ``name``."""
     check_choice(score, name, SCORES)
     return score  # type: ignore[return-value]
+
+
+def resolve_score(score: Score, output: Tensor) -> Score:
+    r"""The transform that ``score`` names for this forward ``output`` (never ``"auto"``).
+
+    ``output`` is the model's output on the original inputs, ``N x C`` or
+    ``N x C x ...``. ``"auto"`` reads it: rows (along dim 1) that are
+    non-negative and sum to 1 within :math:`\max(10^{-4}, 32\,\epsilon)`
+    are probabilities when ``C >= 2``; other ``C >= 2`` outputs are logits
+    (softmax); one column is a logit (sigmoid) unless every value lies in
+    :math:`[0, 1]`, where it is taken as a probability with a ``UserWarning``.
+
+    Example:
+        >>> resolve_score("auto", torch.tensor([[0.2, 0.8]]))
+        'probability'
+        >>> resolve_score("auto", torch.tensor([[2.0, -1.0]]))
+        'softmax'
+        >>> resolve_score("auto", torch.tensor([[3.5], [-2.0]]))
+        'sigmoid'
+    """
+    if score != "auto":
+        return score
+    if output.shape[1] >= 2:
+        tol = max(1e-4, 32 * torch.finfo(output.dtype).eps)
+        sums = output.sum(dim=1)
+        if bool((output >= 0).all()) and bool(((sums - 1).abs() <= tol).all()):
+            return "probability"
+        return "softmax"
+    if bool(((output >= 0) & (output <= 1)).all()):
+        warnings.warn(
+            "score='auto': the forward output has one column and every value lies in "
+            "[0, 1], so it is read as a probability p (M = p, optimised through "
+            "log p - log(1 - p)); pass score='sigmoid' if it is a logit, or "
+            "score='probability' to silence this warning",
+            UserWarning,
+            stacklevel=2,
+        )
+        return "probability"
+    return "sigmoid"
 
 
 def _as_index_row(item: object, width: int) -> list[int]:
@@ -154,19 +214,31 @@ def _target_mask(output: Tensor, index: Tensor) -> Tensor:
 def _check_softmax(output: Tensor) -> None:
     if output.shape[1] < 2:
         raise ValueError(
-            "score='softmax' needs at least 2 classes; use 'sigmoid' or 'identity' "
-            "for a model with one output"
+            "score='softmax' needs at least 2 classes; use 'auto', 'sigmoid' or "
+            "'probability' for a model with one output"
         )
+
+
+def _log_clamped(values: Tensor) -> Tensor:
+    """``log`` with the argument clamped at the smallest normal number (finite)."""
+    return torch.log(values.clamp_min(torch.finfo(values.dtype).tiny))
+
+
 
 
 def class_score(output: Tensor, index: Tensor, score: Score) -> Tensor:
     r"""``M(J)_i`` for every example: shape ``(N,)``.
+
+    ``score="auto"`` is resolved from this ``output`` (:func:`resolve_score`);
+    the methods and metrics resolve it once, from the output on the original
+    inputs, and pass the result.
 
     Example:
         >>> z = torch.tensor([[0.0, 0.0]])
         >>> class_score(z, torch.tensor([[1]]), "softmax")
         tensor([0.5000])
     """
+    score = resolve_score(score, output)
     if score == "softmax":
         _check_softmax(output)
         return _select(torch.softmax(output, dim=1), index)
@@ -186,9 +258,18 @@ def class_log_odds(output: Tensor, index: Tensor, score: Score) -> Tensor:
         >>> class_log_odds(z, torch.tensor([[1]]), "softmax")
         tensor([3.])
     """
+    score = resolve_score(score, output)
     if score == "softmax":
         _check_softmax(output)
         others = output.masked_fill(_target_mask(output, index), float("-inf"))
         lse = torch.logsumexp(others, dim=1, keepdim=True).expand_as(output)
         return _select(output - lse, index)
+    if score == "probability":
+        p = _select(output, index)
+        if output.shape[1] == 1:
+            rest = 1 - p  # exact for p near 1 (Sterbenz)
+        else:
+            others = output.masked_fill(_target_mask(output, index), 0.0)
+            rest = _select(others.sum(dim=1, keepdim=True).expand_as(output), index)
+        return _log_clamped(p) - _log_clamped(rest)
     return _select(output, index)

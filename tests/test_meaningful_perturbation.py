@@ -103,9 +103,9 @@ def test_tensor_reference(soft_case):
 def test_probability_saturates_on_confident_inputs_and_log_odds_does_not(image_case):
     model, x, truth = image_case  # p(class 1) == 1.0 in float32
     mp = MeaningfulPerturbation(model)
-    flat = mp.attribute(x, target=1, reference="min", **FAST)
+    flat = mp.attribute(x, target=1, reference="min", objective="score", **FAST)
     assert float(flat.abs().max()) == 0.0  # the gradient of p vanishes: nothing moves
-    sal = mp.attribute(x, target=1, reference="min", objective="log_odds", **FAST)
+    sal = mp.attribute(x, target=1, reference="min", **FAST)  # default: log_odds
     assert float(sal[truth].min()) > 0.9 and float(sal[~truth].max()) < 0.05
 
 
@@ -480,6 +480,7 @@ BAD_CASES = [
     (dict(reference="constant", constant=float("nan")), ValueError, "constant"),
     (dict(reference="min", constant=0.0), ValueError, "constant"),
     (dict(inputs=torch.rand(2, 16), reference="blur"), ValueError, "blur"),
+    (dict(inputs=torch.rand(2), reference="blur"), ValueError, "blur"),
     (dict(blur_sigma=0.0), ValueError, "blur_sigma"),
     (dict(l1_weight=-1.0), ValueError, "l1_weight"),
     (dict(tv_weight=-1.0), ValueError, "tv_weight"),
@@ -500,6 +501,14 @@ BAD_CASES = [
     (dict(internal_batch_size=0), ValueError, "internal_batch_size"),
     (dict(rel_tol=-1.0), ValueError, "rel_tol"),
     (dict(optimizer="adam"), TypeError, "optimizer"),
+    (dict(inputs=torch.rand(2, 1, 0, 8)), ValueError, "no elements"),
+    (dict(inputs=torch.rand(0, 1, 4, 4)), ValueError, "empty batch"),
+    (dict(tv_dims=2), TypeError, "tv_dims"),
+    (dict(tv_dims="23"), TypeError, "tv_dims"),
+    (dict(optimizer=torch.nn.Linear), TypeError, "optimizer"),
+    (dict(optimizer=lambda params, lr: None), TypeError, "optimizer"),
+    (dict(optimizer=lambda params: None), TypeError, "optimizer"),
+    (dict(lr=1e39), ValueError, "lr.*overflows"),
 ]
 
 

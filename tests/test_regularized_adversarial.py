@@ -297,6 +297,17 @@ BAD_CASES = [
     (dict(tv_dims=(0,)), ValueError, "tv_dims"),
     (dict(patience=0), ValueError, "patience"),
     (dict(optimizer="adam"), TypeError, "optimizer"),
+    (dict(inputs=torch.rand(2, 1, 0, 8)), ValueError, "no elements"),
+    (dict(inputs=torch.rand(0, 1, 4, 4)), ValueError, "empty batch"),
+    (dict(tv_dims=2), TypeError, "tv_dims"),
+    (dict(tv_dims="23"), TypeError, "tv_dims"),
+    (dict(optimizer=torch.nn.Linear), TypeError, "optimizer"),
+    (dict(optimizer=lambda params, lr: None), TypeError, "optimizer"),
+    (dict(optimizer=lambda params: None), TypeError, "optimizer"),
+    (dict(lr=1e39), ValueError, "lr.*overflows"),
+    (dict(phase2_lr=1e39), ValueError, "phase2_lr.*overflows"),
+    (dict(lr=1e38), ValueError, "phase2_lr.*overflows"),  # the default 10 * lr
+    (dict(inputs=torch.rand(2, 1, 4, 4).half(), lr=7e4), ValueError, "lr.*float16"),
 ]
 
 
@@ -318,14 +329,16 @@ def test_bad_input_is_rejected_before_any_work(change, error, message):
     assert len(calls) <= 1  # at most the one validating forward pass
 
 
-def test_forward_output_without_class_dimension_is_rejected():
-    with pytest.raises(ValueError, match="class dimension"):
-        RegularizedAdversarial(lambda t: t.flatten(1).sum(1)).attribute(torch.rand(2, 3))
+def test_scalar_forward_output_without_batch_is_rejected():
+    with pytest.raises(ValueError, match="forward output"):
+        RegularizedAdversarial(lambda t: t.sum()).attribute(torch.rand(2, 3))
 
 
-def test_softmax_with_one_output_is_rejected():
+def test_explicit_softmax_with_one_output_is_rejected():
     with pytest.raises(ValueError, match="softmax"):
-        RegularizedAdversarial(lambda t: t.sum(1, keepdim=True)).attribute(torch.rand(2, 3))
+        RegularizedAdversarial(lambda t: t.sum(1, keepdim=True)).attribute(
+            torch.rand(2, 3), score="softmax"
+        )
 
 
 def test_repr_and_captum_properties(image_case):

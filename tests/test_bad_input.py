@@ -1,0 +1,260 @@
+"""Bad input across the public functions (issue 13 §2): a ValueError/TypeError
+that names the problem, raised before any optimisation."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from captum_regadv import (
+    MeaningfulPerturbation,
+    RegularizedAdversarial,
+    ape_d,
+    ape_s,
+    cc_hit_rate,
+    fill_with_reference,
+    perturb_within_mask,
+    scan_threshold,
+)
+from captum_regadv.quantus_adapter import explain
+from captum_regadv.sanity import mask_iou, rank_correlation, ssim
+
+from conftest import RegionModel, region_weight
+
+
+def region_model() -> RegionModel:
+    return RegionModel(region_weight((1, 4, 4), (slice(None), slice(1, 3), slice(1, 3)))).eval()
+
+
+def counting(forward):
+    calls = []
+
+    def wrapped(*args):
+        calls.append(1)
+        return forward(*args)
+
+    return wrapped, calls
+
+
+def nan_output(x):
+    return region_model()(x) * float("nan")
+
+
+def inf_output(x):
+    out = region_model()(x)
+    return torch.cat([out[:, :1], torch.full_like(out[:, 1:], float("inf"))], 1)
+
+
+def integer_output(x):
+    return region_model()(x).round().long()
+
+
+def detached_output(x):
+    return region_model()(x).detach()
+
+
+def no_grad_output(x):
+    with torch.no_grad():
+        return region_model()(x)
+
+
+def inference_output(x):
+    with torch.inference_mode():
+        return region_model()(x.detach())
+
+
+def param_only_output(x):  # depends on the weights but not on the inputs
+    return region_model()(x.detach())
+
+
+def empty_output(x):
+    return x.new_zeros(x.shape[0], 0)
+
+
+METHODS = {
+    "RA": lambda f, x: RegularizedAdversarial(f).attribute(x, target=1, steps=3, phase2_steps=2),
+    "MP": lambda f, x: MeaningfulPerturbation(f).attribute(x, target=1, steps=3),
+    "perturb_within_mask": lambda f, x: perturb_within_mask(
+        f, x, torch.ones_like(x), target=1, steps=3
+    ),
+}
+METRICS = {
+    "ape_d": lambda f, x: ape_d(f, x, x * 0.5, target=1),
+    "ape_s": lambda f, x: ape_s(f, x, x * 0.5, target=1),
+    "scan_threshold": lambda f, x: scan_threshold(
+        f, x, x, target=1, thresholds=[0.5],
+        perturb=functools.partial(fill_with_reference, reference=0.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("consumer", list(METHODS) + list(METRICS))
+@pytest.mark.parametrize(
+    "forward, error, message",
+    [
+        (nan_output, ValueError, "NaN or Inf"),
+        (inf_output, ValueError, "NaN or Inf"),
+        (integer_output, TypeError, "floating point"),
+        (empty_output, ValueError, "no classes"),
+    ],
+    ids=["nan", "inf", "integer", "empty"],
+)
+def test_bad_forward_output_is_rejected_before_any_work(consumer, forward, error, message):
+    f, calls = counting(forward)
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises(error, match=message):
+        {**METHODS, **METRICS}[consumer](f, x)
+    assert len(calls) <= 1
+
+
+@pytest.mark.parametrize("consumer", list(METHODS))
+@pytest.mark.parametrize(
+    "forward",
+    [detached_output, no_grad_output, inference_output, param_only_output],
+    ids=["detached", "no_grad", "inference_mode", "parameters only"],
+)
+def test_forward_without_input_gradient_is_rejected(consumer, forward):
+    f, calls = counting(forward)
+    with pytest.raises(ValueError, match="differentiably"):
+        METHODS[consumer](f, torch.rand(2, 1, 4, 4))
+    assert len(calls) <= 2  # the checking pass and the probe of two examples
+
+
+@pytest.mark.parametrize("consumer", list(METHODS))
+def test_methods_called_under_inference_mode_say_so(consumer):
+    model = region_model()
+    with torch.inference_mode():
+        x = torch.rand(2, 1, 4, 4)
+        with pytest.raises(RuntimeError, match="inference_mode"):
+            METHODS[consumer](model, x)
+
+
+def test_metrics_accept_a_forward_without_gradients():
+    # the metrics only evaluate the model: no gradient needed
+    x = torch.rand(2, 1, 4, 4)
+    assert ape_d(no_grad_output, x, x * 0.5, target=1).shape == (2,)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=4).filter(lambda s: 0 in s))
+def test_examples_with_zero_elements_are_rejected_everywhere(dims):
+    x = torch.rand(2, *dims)
+    model = lambda t: t.flatten(1).sum(1, keepdim=True)  # noqa: E731
+    for call in (
+        lambda: RegularizedAdversarial(model).attribute(x),
+        lambda: MeaningfulPerturbation(model).attribute(x),
+        lambda: ape_d(model, x, x),
+        lambda: fill_with_reference(x, x, 0.0),
+        lambda: perturb_within_mask(model, x, x),
+    ):
+        with pytest.raises(ValueError, match="no elements"):
+            call()
+
+
+# ------------------------------------------------------------ mask rules
+
+
+def test_fill_with_reference_rejects_nan_references_and_integer_inputs():
+    x = torch.rand(1, 4)
+    m = torch.tensor([[1.0, 0, 0, 1]])
+    for ref in (float("nan"), torch.tensor([float("nan")] * 4), float("inf")):
+        with pytest.raises(ValueError, match="reference.*NaN"):
+            fill_with_reference(x, m, ref)
+    with pytest.raises(ValueError, match="overflows"):
+        fill_with_reference(x.half(), m.half(), 1e6)
+    with pytest.raises(TypeError, match="inputs.*floating"):
+        fill_with_reference(torch.ones(1, 4, dtype=torch.long), m, 0.5)
+    with pytest.raises(TypeError, match="reference"):
+        fill_with_reference(x, m, torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="masks contains NaN"):
+        fill_with_reference(x, torch.full((1, 4), float("nan")), 0.0)
+    out = fill_with_reference(x, m, 0.25)  # never truncated
+    assert out.dtype == x.dtype and float(out[0, 0]) == 0.25
+
+
+def test_scan_threshold_validates_everything_before_evaluating_any_threshold():
+    x = torch.rand(2, 4)
+    model, calls = counting(torch.nn.Linear(4, 2))
+    applied = []
+
+    def perturb(i, m):
+        applied.append(1)
+        return fill_with_reference(i, m, 0.0)
+
+    bad = [
+        (dict(thresholds=[0.5, "0.7"]), TypeError, r"thresholds\[1\]"),
+        (dict(thresholds=[0.5, float("nan")]), ValueError, r"thresholds\[1\]"),
+        (dict(thresholds=torch.tensor([0.5, float("inf")])), ValueError, "thresholds"),
+        (dict(thresholds="0.5"), TypeError, "thresholds"),
+        (dict(thresholds=[]), ValueError, "thresholds"),
+        (dict(perturb=None), TypeError, "perturb"),
+        (dict(perturb="fill"), TypeError, "perturb"),
+        (dict(score="probit"), ValueError, "score"),
+        (dict(weights=(1.0, -1.0, 1.0)), ValueError, "a_sm"),
+        (dict(tv_dims=2), TypeError, "tv_dims"),
+    ]
+    for change, error, message in bad:
+        kwargs = dict(target=1, perturb=perturb, thresholds=[0.5])
+        kwargs.update(change)
+        with pytest.raises(error, match=message):
+            scan_threshold(model, x, x, **kwargs)
+    assert calls == [] and applied == []
+
+
+# --------------------------------------------------------------- cc_hit_rate
+
+
+def test_cc_hit_rate_does_not_broadcast_a_ground_truth_of_another_shape():
+    masks = torch.zeros(2, 1, 4, 4)
+    masks[:, :, 0, 0] = 1
+    for gt in (torch.ones(2, 1, 4, 1), torch.ones(2, 1, 1, 4), torch.ones(1, 1, 4, 4)):
+        with pytest.raises(ValueError, match="ground_truth"):
+            cc_hit_rate(masks, gt)
+    with pytest.raises(ValueError, match="ground_truth"):
+        cc_hit_rate(torch.zeros(2, 8), torch.ones(2, 1))  # tabular: no shared channel
+    gt = torch.zeros(2, 1, 4, 4)
+    gt[0, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="ground_truth contains NaN"):
+        cc_hit_rate(masks, gt)
+    with pytest.raises(ValueError, match="empty"):
+        cc_hit_rate(torch.zeros(2, 1, 0, 4), torch.zeros(2, 1, 0, 4))
+    with pytest.raises(TypeError, match="channel_dim"):
+        cc_hit_rate(masks, torch.ones(2, 1, 4, 4), channel_dim=1.0)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------- Quantus
+
+
+def test_quantus_adaptor_rejects_non_integer_targets():
+    model = region_model()
+    x = np.random.default_rng(0).random((2, 1, 4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="integer"):
+        explain(model, x, np.array([1.5, 0.0]), steps=2, phase2_steps=0)
+    with pytest.raises(ValueError, match="integer"):
+        explain(model, x, np.array([np.nan, 1.0]), steps=2, phase2_steps=0)
+    with pytest.raises(TypeError, match="integer"):
+        explain(model, x, np.array([True, False]), steps=2, phase2_steps=0)
+    with pytest.raises(TypeError, match="integer"):
+        explain(model, x, np.array(["1", "0"]), steps=2, phase2_steps=0)
+    out = explain(model, x, np.array([1.0, 1.0]), steps=2, phase2_steps=0)  # whole numbers
+    assert out.shape == x.shape
+
+
+# -------------------------------------------------------------------- sanity
+
+
+@pytest.mark.parametrize("measure", [ssim, mask_iou, rank_correlation])
+def test_similarity_measures_reject_empty_and_nan_maps(measure):
+    empty = torch.zeros(2, 1, 0, 4)
+    with pytest.raises(ValueError, match="empty"):
+        measure(empty, empty)
+    with pytest.raises(ValueError, match="empty"):
+        measure(torch.zeros(0, 1, 4, 4), torch.zeros(0, 1, 4, 4))
+    nan = torch.full((1, 1, 4, 4), float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        measure(nan, torch.zeros(1, 1, 4, 4))
