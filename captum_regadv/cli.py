@@ -42,6 +42,10 @@ _METHOD_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
     ("--epsilon", "epsilon", "nonnegative_float", "X",
      "change below which an element counts as unchanged"),
     ("--gamma", "gamma", "positive_float", "X", "steepness of the soft support"),
+    ("--refine-rounds", "refine_rounds", "nonnegative_int", "N",
+     "rounds of the refinement (rank, prune, polish); 0 switches it off"),
+    ("--refine-steps", "refine_steps", "nonnegative_int", "N",
+     "phase-2 updates inside the pruned mask per refinement round"),
     ("--patience", "patience", "positive_int", "N",
      "per-example early stopping after N steps without improvement"),
     ("--search-steps", "search_steps", "nonnegative_int", "N",
@@ -176,7 +180,7 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: {defaults['mode']})")
     method.add_argument("--objective", choices=("log_odds", "score"), default=None,
                         help=f"classification term optimised (default: {defaults['objective']})")
-    method.add_argument("--score", choices=("softmax", "sigmoid", "identity"),
+    method.add_argument("--score", choices=("auto", "softmax", "probability", "sigmoid", "identity"),
                         default=defaults["score"],
                         help=f"model output to class score (default: {defaults['score']})")
 

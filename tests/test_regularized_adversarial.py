@@ -260,7 +260,7 @@ def test_default_optimizer_is_short_memory_adam(image_case, request):
     made = request.getfixturevalue("adam_spy")
     _, j_default = RegularizedAdversarial(model).attribute(x, **kw)
     # phase 1, phase 2, the polish of each of the 3 refinement rounds (phase 2's rate)
-    assert made == [(0.005, (0.9, 0.95))] + [(0.05, (0.9, 0.95))] * 4
+    assert made == [(0.005, (0.9, 0.95))] + [(0.03, (0.9, 0.95))] * 4
     assert torch.equal(j_default, j_explicit)
 
 
@@ -306,7 +306,7 @@ BAD_CASES = [
     (dict(optimizer=lambda params: None), TypeError, "optimizer"),
     (dict(lr=1e39), ValueError, "lr.*overflows"),
     (dict(phase2_lr=1e39), ValueError, "phase2_lr.*overflows"),
-    (dict(lr=1e38), ValueError, "phase2_lr.*overflows"),  # the default 10 * lr
+    (dict(lr=1e38), ValueError, "phase2_lr.*overflows"),  # the default 6 * lr
     (dict(inputs=torch.rand(2, 1, 4, 4).half(), lr=7e4), ValueError, "lr.*float16"),
 ]
 

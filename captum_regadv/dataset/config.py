@@ -53,7 +53,9 @@ class ExplainConfig:
             replaced by the model's parameter type.
         method: keyword arguments for ``RegularizedAdversarial.attribute``
             (only those the user set; the library's defaults apply otherwise).
-        score: ``"softmax"``, ``"sigmoid"`` or ``"identity"``.
+        score: how the model's output becomes the class score (see
+            :data:`captum_regadv.scores.SCORES`); ``"auto"`` (default) decides
+            from the output, as the library does.
         batch_size: inputs of equal size explained in one ``attribute`` call.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` = cuda if
             available. Under torchrun a CUDA device is ``cuda:LOCAL_RANK``.
@@ -69,7 +71,7 @@ class ExplainConfig:
     target: Target = "predicted"
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     method: Mapping[str, Any] = field(default_factory=dict)
-    score: Score = "softmax"
+    score: Score = "auto"
     batch_size: int = 1
     device: Optional[str] = None
     progress: bool = True
