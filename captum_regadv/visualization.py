@@ -80,15 +80,15 @@ def robust_scale(attribution: Tensor, percentile: float = PERCENTILE) -> np.ndar
         >>> a[0, 9, 9] = 1e4  # one outlier: on a max scale, 49 would be 0.005
         >>> s = robust_scale(a)
         >>> s.shape, float(s.max()), round(float(s[4, 9]), 2)
-        ((10, 10), 1.0, 0.25)
+        ((10, 10), 1.0, 0.5)
     """
     a = np.abs(_gray(attribution))
     nonzero = a[a > 0]
     if nonzero.size == 0:
         return np.zeros_like(a)
-    top = float(np.percentile(a, percentile))
+    top = float(np.percentile(a, percentile, method="lower"))
     if top <= 0:
-        top = float(np.percentile(nonzero, percentile))
+        top = float(np.percentile(nonzero, percentile, method="lower"))
     scaled: np.ndarray = np.clip(a / top, 0.0, 1.0)
     return scaled
 
