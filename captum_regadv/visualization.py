@@ -38,7 +38,10 @@ from torch import Tensor
 
 from ._weight_search import Diagnostics
 
-__all__ = ["show_mask", "comparison_figure", "zoom_figure", "plot_convergence", "robust_scale"]
+__all__ = [
+    "show_mask", "mask_legend", "comparison_figure", "zoom_figure", "plot_convergence",
+    "robust_scale",
+]
 
 #: font size of titles, labels and legends (points)
 FONT_SIZE = 10
@@ -313,7 +316,7 @@ def plot_convergence(
         if not 0 <= e < n:
             raise ValueError(f"examples must lie in [0, {n}), got {e}")
     if ax is None:
-        fig = Figure(figsize=(9.0, 4.0), layout="constrained")
+        fig = Figure(figsize=(10.0, 4.2), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.get_figure(root=True)  # type: ignore[assignment]
@@ -339,7 +342,8 @@ def plot_convergence(
     ax.tick_params(labelsize=FONT_SIZE)
     ax.set_xlim(-0.5, max(start - 0.5, 0.5))
     if chosen and len(chosen) <= 10:
-        ax.legend(fontsize=FONT_SIZE - 1, loc="upper right")
+        ax.legend(fontsize=FONT_SIZE - 1, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0)
     ax.set_title(
         "passes per example: " + ", ".join(str(int(p)) for p in diagnostics.passes[chosen][:10])
         + ("..." if len(chosen) > 10 else ""),
