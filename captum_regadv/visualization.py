@@ -126,16 +126,26 @@ def show_mask(
     _no_ticks(ax)
 
 
-def mask_legend(fig: Figure, *, mask: bool = True, truth: bool = True, **options: Any) -> None:
-    """A figure legend for :func:`show_mask`'s colours (mask filled, truth outlined)."""
+def mask_legend(
+    fig: Figure,
+    *,
+    mask: bool = True,
+    truth: bool = True,
+    mask_color: str = MASK_COLOR,
+    truth_color: str = TRUTH_COLOR,
+    **options: Any,
+) -> None:
+    """A figure legend for :func:`show_mask`'s colours (mask filled, truth
+    outlined); ``options`` go to ``fig.legend`` (default: above the panels)."""
     handles: list[Any] = []
     if truth:
-        handles.append(Line2D([], [], color=TRUTH_COLOR, linewidth=1.5, label="ground truth (outline)"))
+        handles.append(Line2D([], [], color=truth_color, linewidth=1.5, label="ground truth (outline)"))
     if mask:
-        handles.append(Patch(color=MASK_COLOR, alpha=0.55, label="mask"))
+        handles.append(Patch(color=mask_color, alpha=0.55, label="mask"))
     options.setdefault("loc", "outside upper center")
     options.setdefault("ncol", len(handles))
-    fig.legend(handles=handles, fontsize=FONT_SIZE, frameon=False, **options)
+    options.setdefault("frameon", False)
+    fig.legend(handles=handles, fontsize=FONT_SIZE, **options)
 
 
 def _heat(ax: Axes, attribution: Tensor, truth: Optional[Tensor], title: str) -> Any:
