@@ -133,13 +133,14 @@ def mask_legend(
     truth: bool = True,
     mask_color: str = MASK_COLOR,
     truth_color: str = TRUTH_COLOR,
+    truth_label: str = "ground truth (outline)",
     **options: Any,
 ) -> None:
     """A figure legend for :func:`show_mask`'s colours (mask filled, truth
     outlined); ``options`` go to ``fig.legend`` (default: above the panels)."""
     handles: list[Any] = []
     if truth:
-        handles.append(Line2D([], [], color=truth_color, linewidth=1.5, label="ground truth (outline)"))
+        handles.append(Line2D([], [], color=truth_color, linewidth=1.5, label=truth_label))
     if mask:
         handles.append(Patch(color=mask_color, alpha=0.55, label="mask"))
     options.setdefault("loc", "outside upper center")
