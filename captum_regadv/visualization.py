@@ -195,7 +195,7 @@ def comparison_figure(
     """
     rows = min(max_rows, images.shape[0])
     cols = 1 + len(masks) + len(maps)
-    fig = Figure(figsize=(2.4 * cols, 2.3 * rows + (1.3 if maps else 0.6)), layout="constrained")
+    fig = Figure(figsize=(2.4 * cols, 2.25 * rows + (1.0 if maps else 0.6)), layout="constrained")
     axes = np.array(fig.subplots(rows, cols, squeeze=False))
     for r in range(rows):
         show_mask(axes[r][0], images[r], truth=truth[r], title="input" if r == 0 else "")
@@ -254,8 +254,11 @@ def zoom_figure(
     """
     indices = [i for i in indices if i < images.shape[0]]
     cols = 1 + 2 * len(perturbed)
-    fig = Figure(figsize=(2.1 * cols + 0.5, 2.2 * len(indices) + 0.6), layout="constrained")
-    axes = np.array(fig.subplots(len(indices), cols, squeeze=False))
+    fig = Figure(figsize=(1.9 * cols + 1.2, 2.2 * len(indices) + 0.6), layout="constrained")
+    # the last, narrow column holds each row's colorbar
+    grid = np.array(fig.subplots(len(indices), cols + 1, squeeze=False,
+                                 width_ratios=[1.0] * cols + [0.07]))
+    axes, bars = grid[:, :cols], grid[:, cols]
     for r, i in enumerate(indices):
         ys, xs = _box(truth[i], size, pad)
         crop = (slice(None), ys, xs)
@@ -270,8 +273,10 @@ def zoom_figure(
             drawn = ax.imshow(diff, cmap=DIFF_CMAP, vmin=-bound, vmax=bound, interpolation="nearest")
             ax.set_title(f"{name}: J - I" if r == 0 else "", fontsize=FONT_SIZE)
             _no_ticks(ax)
-        if drawn is not None:
-            bar = fig.colorbar(drawn, ax=list(axes[r]), location="right", shrink=0.9)
+        if drawn is None:
+            bars[r].remove()
+        else:
+            bar = fig.colorbar(drawn, cax=bars[r])
             bar.set_label("J - I (+ brighter, - darker)", fontsize=FONT_SIZE - 1)
             bar.ax.tick_params(labelsize=FONT_SIZE - 1)
     mask_legend(fig, mask=False)

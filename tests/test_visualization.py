@@ -72,9 +72,8 @@ def test_zoom_figure_diverging_centred_colorbars() -> None:
     j2 = x.clone()
     j2[:, :, 5:9, 5:9] -= 0.1
     fig = zoom_figure(x, truth, {"A": j, "B": j2}, size=8)
-    bars = _colorbars(fig)
+    bars = [a for a in fig.axes if "brighter" in a.get_ylabel()]
     assert len(bars) == 2  # one per row
-    assert all("brighter" in b.get_ylabel() for b in bars)
     diff_axes = [a for a in fig.axes if a.get_title().endswith("J - I")]
     assert len(diff_axes) == 2
     for ax in fig.axes:
