@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -63,6 +65,21 @@ def test_robust_scale_is_not_dominated_by_outliers() -> None:
     sparse = torch.zeros(1, 20, 20)
     sparse[0, 0, :3] = torch.tensor([1.0, 2.0, 4.0])  # > 99% zeros: percentile of the non-zero
     assert 0 < robust_scale(sparse)[0, 0] < 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32), min_size=4, max_size=64),
+    st.floats(50.0, 100.0),
+)
+def test_robust_scale_keeps_the_order_of_magnitudes(values, percentile) -> None:
+    a = torch.tensor(values).view(1, 1, -1)
+    s = robust_scale(a, percentile).ravel()
+    assert s.min() >= 0.0 and s.max() <= 1.0
+    order = np.argsort(np.abs(np.asarray(values, dtype=np.float32)), kind="stable")
+    assert np.all(np.diff(s[order]) >= 0)  # a larger |a| never gets a smaller value
+    assert np.all(s[np.asarray(values, dtype=np.float32) == 0] == 0)  # zeros stay zero
+    assert s.max() == (1.0 if np.any(np.asarray(values, dtype=np.float32) != 0) else 0.0)
 
 
 def test_zoom_figure_diverging_centred_colorbars() -> None:
