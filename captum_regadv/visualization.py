@@ -206,7 +206,7 @@ def comparison_figure(
         bar = fig.colorbar(drawn[-1], ax=list(axes[:, c]), location="bottom", shrink=0.9,
                            extend="max")
         bar.set_label(f"|attribution| / its {PERCENTILE:g}th pct.", fontsize=FONT_SIZE)
-        bar.ax.tick_params(labelsize=FONT_SIZE - 1)
+        bar.ax.tick_params(labelsize=FONT_SIZE)
     mask_legend(fig)
     return fig
 
@@ -277,8 +277,8 @@ def zoom_figure(
             bars[r].remove()
         else:
             bar = fig.colorbar(drawn, cax=bars[r])
-            bar.set_label("J - I (+ brighter, - darker)", fontsize=FONT_SIZE - 1)
-            bar.ax.tick_params(labelsize=FONT_SIZE - 1)
+            bar.set_label("J - I (+ brighter, - darker)", fontsize=FONT_SIZE)
+            bar.ax.tick_params(labelsize=FONT_SIZE)
     mask_legend(fig, mask=False)
     return fig
 
@@ -346,7 +346,7 @@ def plot_convergence(
                        color="0.92" if band % 2 == 0 else "white", zorder=0)
             label = stage if attempt == 0 else f"search {attempt}: {stage}"
             ax.text(start, 1.0, " " + label, transform=ax.get_xaxis_transform(), rotation=90,
-                    va="top", ha="left", fontsize=FONT_SIZE - 1, color="0.3")
+                    va="top", ha="left", fontsize=FONT_SIZE, color="0.3")
             for e in chosen:
                 if np.isfinite(values[:, e]).any():
                     ax.plot(steps, values[:, e], color=f"C{e % 10}", linewidth=1.2,
@@ -358,7 +358,7 @@ def plot_convergence(
     ax.tick_params(labelsize=FONT_SIZE)
     ax.set_xlim(-0.5, max(start - 0.5, 0.5))
     if chosen and len(chosen) <= 10:
-        ax.legend(fontsize=FONT_SIZE - 1, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+        ax.legend(fontsize=FONT_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   borderaxespad=0.0)
     ax.set_title(
         "passes per example: " + ", ".join(str(int(p)) for p in diagnostics.passes[chosen][:10])

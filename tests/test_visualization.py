@@ -99,7 +99,7 @@ def test_zoom_figure_diverging_centred_colorbars() -> None:
                 low, high = im.get_clim()
                 assert math.isclose(low, -high)
     assert len(fig.legends) == 1
-    assert min(_texts(fig)) >= FONT_SIZE - 1
+    assert min(_texts(fig)) >= FONT_SIZE
 
 
 def test_plot_convergence_draws_one_line_per_example_per_stage() -> None:
