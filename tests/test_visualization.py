@@ -151,3 +151,14 @@ def test_no_plotting_inside_algorithms(module: str) -> None:
 
     source = inspect.getsource(importlib.import_module(f"captum_regadv.{module}"))
     assert "matplotlib" not in source and "pyplot" not in source
+
+
+def test_cascade_figure_text_is_readable() -> None:
+    from captum_regadv.sanity import CascadeResult, cascade_figure
+
+    result = CascadeResult(("fc2", "fc1"), torch.tensor([[0.5], [0.1]]),
+                           torch.tensor([[0.6], [0.2]]), None)
+    fig = cascade_figure({"Saliency": result, "IG": result})
+    assert min(_texts(fig)) >= FONT_SIZE
+    ticks = [t.get_fontsize() for a in fig.axes for t in a.get_xticklabels() + a.get_yticklabels()]
+    assert min(ticks) >= FONT_SIZE
