@@ -40,6 +40,8 @@ def _texts(fig: Figure) -> list[float]:
     sizes = [t.get_fontsize() for a in fig.axes for t in (a.title, a.xaxis.label, a.yaxis.label)
              if t.get_text()]
     sizes += [t.get_fontsize() for leg in fig.legends for t in leg.get_texts()]
+    sizes += [t.get_fontsize() for a in fig.axes for t in a.get_xticklabels() + a.get_yticklabels()
+              if t.get_text()]
     return sizes
 
 
@@ -47,6 +49,7 @@ def test_comparison_figure_has_a_legend_and_one_colorbar_per_map() -> None:
     x, truth = _case()
     maps = {"IG": torch.randn(3, 1, 16, 16), "Occlusion": torch.rand(3, 1, 16, 16)}
     fig = comparison_figure(x, truth, {"ours": truth, "MP": truth}, maps)
+    fig.canvas.draw()
     assert len(fig.legends) == 1
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ground truth (outline)", "mask"]
     bars = _colorbars(fig)
@@ -89,6 +92,7 @@ def test_zoom_figure_diverging_centred_colorbars() -> None:
     j2 = x.clone()
     j2[:, :, 5:9, 5:9] -= 0.1
     fig = zoom_figure(x, truth, {"A": j, "B": j2}, size=8)
+    fig.canvas.draw()
     bars = [a for a in fig.axes if "brighter" in a.get_ylabel()]
     assert len(bars) == 2  # one per row
     diff_axes = [a for a in fig.axes if a.get_title().endswith("J - I")]
@@ -115,6 +119,8 @@ def test_plot_convergence_draws_one_line_per_example_per_stage() -> None:
         int(np.isfinite(h.numpy()).any(0).sum()) for stages in d.losses for h in stages.values()
     )
     fig = plot_convergence(d)
+    fig.canvas.draw()  # tick labels get their text when drawn
+    assert min(_texts(fig)) >= FONT_SIZE
     ax = fig.axes[0]
     assert len(ax.lines) == expected
     assert ax.get_xlabel() and ax.get_ylabel()
