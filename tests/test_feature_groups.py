@@ -218,3 +218,64 @@ def test_per_example_ids_with_the_weight_search(image_case) -> None:
     assert bool(mask[0].any()) and not bool(mask[1:].any())
     per_block = mask.view(3, 8, 2, 8, 2)
     assert torch.equal(per_block, per_block[:, :, :1, :, :1].expand_as(per_block))
+
+
+def test_meaningful_perturbation_feature_mask_one_value_per_group() -> None:
+    """MP with 2 x 2 blocks: the saliency is constant within each block, and
+    the deleted blocks are those of the evidence (4:8 x 4:8)."""
+    from captum_regadv import MeaningfulPerturbation
+
+    g = torch.Generator().manual_seed(7)
+    model = RegionModel(region_weight((1, 16, 16), (slice(None), slice(4, 8), slice(4, 8))))
+    x = 0.3 * torch.rand(2, 1, 16, 16, generator=g)
+    x[:, :, 4:8, 4:8] = 0.7
+    blocks = torch.arange(64).view(8, 8).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    saliency, j = MeaningfulPerturbation(model.eval()).attribute(
+        x, target=1, feature_mask=blocks.view(1, 1, 16, 16), reference="constant", constant=0.0,
+        l1_weight=0.01, tv_weight=0.0, steps=150, objective="log_odds", return_perturbed=True,
+    )  # no TV: blocks outside the evidence have no reason to be deleted at all
+    per_block = saliency.view(2, 8, 2, 8, 2)
+    assert torch.equal(per_block, per_block[:, :, :1, :, :1].expand_as(per_block))
+    inside = saliency[:, :, 4:8, 4:8]
+    outside = saliency.clone()
+    outside[:, :, 4:8, 4:8] = 0
+    assert float(inside.min()) > 0.5 and float(outside.max()) == 0.0
+    # J is the cross-fade with the group's value
+    torch.testing.assert_close(j, x * (1 - saliency))
+
+
+def test_meaningful_perturbation_feature_mask_rgb_and_errors() -> None:
+    from captum_regadv import MeaningfulPerturbation
+
+    model, x, _ = _rgb_case()
+    ids = torch.arange(3 * 12 * 12).view(1, 3, 12, 12)  # one group per element
+    saliency = MeaningfulPerturbation(model).attribute(
+        x, target=1, feature_mask=ids, steps=20, l1_weight=0.01, tv_weight=0.2
+    )
+    assert saliency.shape == x.shape
+    for bad in (dict(mask_scale=2), dict(per_channel=True)):
+        with pytest.raises(ValueError, match="feature_mask cannot be combined"):
+            MeaningfulPerturbation(model).attribute(x, target=1, feature_mask=ids, steps=2, **bad)
+    with pytest.raises(TypeError, match="integer"):
+        MeaningfulPerturbation(model).attribute(x, target=1, feature_mask=ids.float(), steps=2)
+
+
+def test_meaningful_perturbation_per_example_ids_follow_the_batch_split() -> None:
+    """Per-example ids (first dimension N) go with their examples when the
+    batch is split (internal_batch_size)."""
+    from captum_regadv import MeaningfulPerturbation
+
+    g = torch.Generator().manual_seed(8)
+    model = RegionModel(region_weight((1, 8, 8), (slice(None), slice(2, 4), slice(2, 4)))).eval()
+    x = 0.2 * torch.rand(3, 1, 8, 8, generator=g)
+    x[:, :, 2:4, 2:4] = 0.8
+    rows = torch.arange(16).view(4, 4).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    ids = torch.stack([rows, rows.t(), torch.arange(64).view(8, 8)]).view(3, 1, 8, 8)
+    options = dict(target=1, feature_mask=ids, steps=30, l1_weight=0.01, tv_weight=0.2)
+    whole = MeaningfulPerturbation(model).attribute(x, **options)
+    split = MeaningfulPerturbation(model).attribute(x, internal_batch_size=1, **options)
+    torch.testing.assert_close(whole, split, rtol=1e-5, atol=1e-6)
+    for i in range(3):
+        for group in ids[i].unique():
+            values = whole[i][ids[i] == group]
+            assert torch.equal(values, values[:1].expand_as(values))

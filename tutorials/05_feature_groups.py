@@ -287,7 +287,8 @@ for i in range(len(rows)):
                 for g, n in enumerate(group_names)})
 
 # %% [markdown]
-# `MeaningfulPerturbation` has no `feature_mask`: its mask is one value
-# per pixel (shared by the channels unless `per_channel=True`) and can be
-# made coarser with `mask_scale`. Next: {doc}`06_segmentation` explains
-# segmentation networks and multi-label classifiers.
+# `MeaningfulPerturbation` takes the same `feature_mask` (its mask is then
+# one value per group); without it, its mask is one value per pixel (shared
+# by the channels unless `per_channel=True`), coarser with `mask_scale`.
+# Next: {doc}`06_segmentation` explains segmentation networks and
+# multi-label classifiers.
