@@ -10,6 +10,7 @@ examples it re-runs, which :class:`Diagnostics` counts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -121,7 +122,8 @@ def explain_with_search(
             output[failed],
             tuple((bound_rows(lo, failed), bound_rows(hi, failed)) for lo, hi in bounds),
             scale,
-            settings,
+            settings if settings.groups is None
+            else dataclasses.replace(settings, groups=settings.groups.rows(failed)),
             label=f" (weight search {attempt}/{search_steps}: weights x{scale:g})",
         )
         new = _scores(sub_model, again.perturbed, chunk)

@@ -65,6 +65,7 @@ from ._boundary import (
     warn_if_training,
 )
 from ._forward import ScoredModel
+from ._groups import FeatureMask, Groups, resolve_groups
 from ._objectives import OBJECTIVES, Objective, classification_term
 from ._optimization import LoopSettings, OptimizerClass, minimize_per_example
 from ._shapes import lift_scalars
@@ -168,6 +169,7 @@ class MeaningfulPerturbation(MaskAttribution):
         additional_forward_args: Any = None,
         *,
         reference: Reference = None,
+        feature_mask: FeatureMask = None,
         l1_weight: float = 6.0,
         tv_weight: float = 120.0,
         tv_beta: float = 1.0,
@@ -248,6 +250,15 @@ class MeaningfulPerturbation(MaskAttribution):
             per_channel: one mask value per element instead of one per
                 position shared by the channels (dimension 1) of ``N x C x
                 ...`` inputs. Default ``False``, as Fong & Vedaldi.
+            feature_mask: Captum's groups, as for
+                :class:`~captum_regadv.RegularizedAdversarial`: integer ids,
+                one tensor per input, broadcastable to it (first dimension 1
+                or ``N``), shared across the inputs of a tuple. The mask is
+                then one value per group (the optimised parameter is
+                ``N x groups``), broadcast to the group's elements; cannot be
+                combined with ``mask_scale > 1`` or ``per_channel=True``.
+                ``None`` (default): the mask described by ``per_channel`` and
+                ``mask_scale``.
             tv_dims: dimensions of the total variation and of the blur:
                 default the spatial ones (none for ``N x F``); a sequence of
                 ints, or one per input.
@@ -316,6 +327,12 @@ class MeaningfulPerturbation(MaskAttribution):
         check_choice(upsample, "upsample", UPSAMPLES)
         if not isinstance(per_channel, bool):
             raise TypeError(f"per_channel must be a bool, got {type(per_channel).__name__}")
+        groups = None if feature_mask is None else resolve_groups(feature_mask, inputs_tuple)
+        if groups is not None and (mask_scale > 1 or per_channel):
+            raise ValueError(
+                "feature_mask cannot be combined with mask_scale > 1 or per_channel=True: "
+                "the groups define the mask's resolution"
+            )
         if mask_scale > 1:
             for k, t in enumerate(inputs_tuple):
                 if t.dim() > 5:
@@ -354,6 +371,7 @@ class MeaningfulPerturbation(MaskAttribution):
                 mask_scale=float(mask_scale),
                 upsample=upsample,
                 per_channel=per_channel,
+                groups=groups,
                 show_progress=show_progress,
             )
         saliency, perturbed = lifted.lower(saliency), lifted.lower(perturbed)
@@ -378,6 +396,7 @@ class MeaningfulPerturbation(MaskAttribution):
         mask_scale: float,
         upsample: Upsample,
         per_channel: bool,
+        groups: Optional[Groups] = None,
         show_progress: bool,
     ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         n = originals[0].shape[0]
@@ -385,10 +404,13 @@ class MeaningfulPerturbation(MaskAttribution):
         sizes = tuple(tuple(t.shape[2:]) for t in originals)
         # how many input elements share one element of the full-resolution mask
         repeats = tuple(
-            t.shape[1] if t.dim() >= 3 and not per_channel else 1 for t in originals
+            t.shape[1] if t.dim() >= 3 and not per_channel and groups is None else 1
+            for t in originals
         )
 
-        def full_masks(params: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        def full_masks(params: tuple[Tensor, ...], rows: Tensor) -> tuple[Tensor, ...]:
+            if groups is not None:  # one value per group, broadcast to its elements
+                return groups.rows(rows).expand(params[0], tuple(o[rows] for o in originals))
             return tuple(
                 p if p.dim() < 3 else _upsample(p, size, upsample)
                 for p, size in zip(params, sizes)
@@ -402,7 +424,7 @@ class MeaningfulPerturbation(MaskAttribution):
             )
 
         def loss_fn(params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
-            masks = full_masks(params)
+            masks = full_masks(params, rows)
             out = model.output(cross_fade(masks, rows), rows)
             loss = classification_term(
                 model, out, rows, mode="destroy", objective=objective, reference=None
@@ -423,6 +445,8 @@ class MeaningfulPerturbation(MaskAttribution):
         init = tuple(
             torch.ones(_mask_shape(t, per_channel, mask_scale), dtype=t.dtype, device=t.device)
             for t in originals
+        ) if groups is None else (
+            torch.ones(n, groups.count, dtype=originals[0].dtype, device=originals[0].device),
         )
         result = minimize_per_example(
             init,
@@ -433,8 +457,8 @@ class MeaningfulPerturbation(MaskAttribution):
         )
         self.last_steps = result.steps_run  # for benchmarks of early stopping
         with torch.no_grad():
-            masks = full_masks(result.best)
             rows = torch.arange(n, device=originals[0].device)
+            masks = full_masks(result.best, rows)
             perturbed = cross_fade(masks, rows)
             saliency = tuple(
                 (1 - m).expand_as(o).contiguous() for m, o in zip(masks, originals)

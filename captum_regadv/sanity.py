@@ -617,8 +617,8 @@ def cascade_figure(
             check_choice(s, "similarity", SIMILARITIES)
     labels = ["original", *layers]
     x = np.arange(len(labels))
-    width = max(4.0, 0.38 * len(labels))
-    fig = Figure(figsize=(width * len(panels), 3.6), layout="constrained")
+    width = max(4.0, 0.45 * len(labels))
+    fig = Figure(figsize=(width * len(panels), 4.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, similarity in zip(axes, panels):
         lowest = 0.0
@@ -637,18 +637,19 @@ def cascade_figure(
             )
             lowest = min(lowest, float(np.nanmin(mean)))
         ax.axhline(0.0, color="gray", linewidth=0.6, linestyle=":")
-        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=10)
         ax.set_ylim(-1.05 if similarity == "rank_correlation" else lowest - 0.05, 1.05)
-        ax.set_title(_TITLES[similarity], fontsize=9)
-        ax.set_xlabel("cascading randomisation (from the top)", fontsize=8)
-        ax.set_ylabel("similarity to the trained model", fontsize=8)
+        ax.set_title(_TITLES[similarity], fontsize=11)
+        ax.set_xlabel("cascading randomisation (from the top)", fontsize=10)
+        ax.set_ylabel("similarity to the trained model", fontsize=10)
+        ax.tick_params(axis="y", labelsize=10)
     if any(name for name in named) and len(axes):
         # one legend for the figure, outside the panels, from the panel with the most
         # methods (the IoU panel may have only the mask methods)
         handles, names = max(
             (a.get_legend_handles_labels() for a in axes), key=lambda hl: len(hl[1])
         )
-        fig.legend(handles, names, fontsize=7, loc="outside right upper")
+        fig.legend(handles, names, fontsize=10, loc="outside right upper")
     if title:
         fig.suptitle(title)
     return fig

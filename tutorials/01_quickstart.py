@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 from captum.attr import visualization as viz
 from captum_regadv import RegularizedAdversarial, ape_d, cc_hit_rate
 from captum_regadv.benchmark import TrainConfig, load_or_train, predict_proba
-from captum_regadv.visualization import show_mask
+from captum_regadv.visualization import mask_legend, plot_convergence, show_mask
 
 # One thread: these models are small, and on a shared CPU two OpenMP threads
 # can be many times slower than one.
@@ -103,9 +103,11 @@ print("largest change outside the mask:", float(outside.abs().max()))
 # ## Look at it
 #
 # Captum's `visualize_image_attr` takes `H x W x C` numpy arrays. Here it
-# draws the mask blended over the image and the signed perturbation
-# $J - I$; `show_mask` draws the image in gray, the mask in red and the
-# ground-truth lesions as green outlines.
+# draws the mask blended over the image (green) and the signed perturbation
+# $J - I$ (Captum's colours: green where $J$ is brighter than $I$, red where
+# it is darker; the colorbar is Captum's normalised scale); `show_mask`
+# draws the image in gray, the mask in red and the ground-truth lesions as
+# green outlines (`mask_legend` adds the key).
 
 
 # %%
@@ -130,7 +132,7 @@ def captum_panel(ax, attribution, image, title, **options):
 
 
 blended = dict(method="blended_heat_map", sign="positive", alpha_overlay=0.6)
-signed = dict(method="heat_map", sign="all")
+signed = dict(method="heat_map", sign="all", show_colorbar=True)
 
 fig = Figure(figsize=(10, 2.6 * len(chosen)))
 for r, row in enumerate(fig.subplots(len(chosen), 4, squeeze=False)):
@@ -138,7 +140,8 @@ for r, row in enumerate(fig.subplots(len(chosen), 4, squeeze=False)):
     captum_panel(row[1], mask[r], x[r], "mask (Captum, blended)", **blended)
     captum_panel(row[2], perturbed[r] - x[r], x[r], "J - I (Captum)", **signed)
     show_mask(row[3], x[r], mask[r], truth=truth[r], title="show_mask")
-fig.tight_layout()
+mask_legend(fig, loc="upper right", bbox_to_anchor=(0.99, 1.0))
+fig.tight_layout(rect=(0, 0, 1, 0.97))
 fig
 
 # %% [markdown]
@@ -154,6 +157,33 @@ parts = ape_d(model, x, perturbed, target=1, return_components=True)
 for name, value in parts._asdict().items():
     print(f"{name:>15}:", value.numpy().round(4))
 print(f"{'CC hit rate %':>15}:", cc_hit_rate(mask, truth).numpy().round(1))
+
+# %% [markdown]
+# ## Did it converge?
+#
+# Every call records what it did in `explainer.last_diagnostics` (nothing
+# is recomputed to look at it): the forward+backward passes per example,
+# the weight search's attempts (an example still classified after the
+# first explanation is explained again with the regulariser weights times
+# 0.1, then 0.01), and the loss of every example at every step of every
+# stage. `plot_convergence` draws the losses: phase 1 (eq. 13: the
+# log-odds term plus the sparsity and smoothness terms), phase 2 and the
+# refinement (the log-odds of the class, changing only pixels inside the
+# mask), then any weight-search attempts, in order along the x axis. A
+# line that flattens well before its band ends could have stopped early
+# (`patience`); a line still falling at the end of phase 1 asks for more
+# `steps`.
+
+# %%
+d = explainer.last_diagnostics
+print("passes per example:        ", d.passes.tolist())
+print("explanations run (attempts):", d.attempts.tolist())
+print("attempt kept:              ", d.kept_attempt.tolist(),
+      " weight scale:", d.weight_scale.tolist())
+print("P(lesion) before / after:  ", d.score_before.numpy().round(3),
+      d.score_after.numpy().round(4))
+fig = plot_convergence(d)
+fig
 
 # %% [markdown]
 # Next: {doc}`02_compare_methods` compares this method with Integrated

@@ -180,7 +180,10 @@ display(Markdown("\n".join(table)))
 # ## Pictures
 #
 # The paper's Figure 1: ground truth (green outlines), the binary masks
-# (red) and the continuous maps (Captum's heat maps).
+# (red) and the continuous maps, each divided by its own 99th percentile of
+# $|a|$ and clipped at 1 (`robust_scale`), so that a few extreme pixels do
+# not wash out the rest of the map (Integrated Gradients is typically
+# concentrated on a few pixels).
 
 # %%
 fig = comparison_figure(
