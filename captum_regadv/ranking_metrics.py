@@ -431,10 +431,16 @@ def pointing_game(
             f"ground_truth[{int(torch.nonzero(empty)[0])}] is empty: the pointing game needs an object"
         )
     top = ranking_order(a, seed=seed)[:, 0]
-    grid = torch.stack(
-        torch.meshgrid(*[torch.arange(s, device=a.device) for s in spatial], indexing="ij"), dim=-1
-    ).reshape(-1, len(spatial)).to(torch.float64)
-    squared = ((grid.unsqueeze(0) - grid[top].unsqueeze(1)) ** 2).sum(-1)
+    # squared distance of every position to the top one, one spatial dim at a time
+    coords = torch.unravel_index(top, spatial)
+    squared = torch.zeros(a.shape, dtype=torch.float64, device=a.device)
+    for d, (size, c) in enumerate(zip(spatial, coords)):
+        axis = torch.arange(size, device=a.device, dtype=torch.float64)
+        view = [1] * (len(spatial) + 1)
+        view[d + 1] = size
+        centre = c.to(torch.float64).view([-1] + [1] * len(spatial))
+        squared = squared + (axis.view(view) - centre) ** 2
+    squared = squared.flatten(1)
     nearest = squared.masked_fill(~gt.flatten(1), float("inf")).amin(1)
     dtype = attributions.dtype
     return (nearest <= float(tolerance) ** 2).to(dtype)
