@@ -136,7 +136,9 @@ def _substrate(
     out = []
     for k, (o, s) in enumerate(zip(originals, values)):
         if isinstance(s, bool) or not isinstance(s, (int, float, Tensor)):
-            raise TypeError(f"substrate must be 'blur', a number or a tensor, got {type(s).__name__}")
+            raise TypeError(
+                f"substrate must be 'blur', a number or a tensor, got {type(s).__name__}"
+            )
         t = torch.as_tensor(s, dtype=o.dtype, device=o.device)
         if not bool(torch.isfinite(t).all()):
             raise ValueError("substrate contains NaN or Inf")
@@ -276,7 +278,7 @@ def deletion_auc(
     internal_batch_size: Optional[int] = None,
     return_curve: bool = False,
 ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
-    r"""Deletion AUC: the class probability as the top-ranked elements are replaced. Lower is better.
+    r"""Deletion AUC: the class probability as the top elements are replaced. Lower is better.
 
     .. math::
 
@@ -318,7 +320,7 @@ def insertion_auc(
     internal_batch_size: Optional[int] = None,
     return_curve: bool = False,
 ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
-    r"""Insertion AUC: the class probability as the top-ranked elements are restored. Higher is better.
+    r"""Insertion AUC: the class probability as the top elements are restored. Higher is better.
 
     .. math::
 
@@ -362,7 +364,7 @@ def pointing_game(
     channel_dim: Optional[int] = 1,
     seed: int = 0,
 ) -> Tensor:
-    r"""Pointing game: 1 where the top-attributed position is within ``tolerance`` of the ground truth.
+    r"""Pointing game: 1 where the top position is within ``tolerance`` of the ground truth.
 
     The map is summed over ``channel_dim`` (after :math:`|\cdot|` with
     ``absolute``), the ground truth merged over it with a logical OR; the
@@ -428,7 +430,8 @@ def pointing_game(
     empty = ~gt.flatten(1).any(1)
     if bool(empty.any()):
         raise ValueError(
-            f"ground_truth[{int(torch.nonzero(empty)[0])}] is empty: the pointing game needs an object"
+            f"ground_truth[{int(torch.nonzero(empty)[0])}] is empty: the pointing game needs "
+            "an object"
         )
     top = ranking_order(a, seed=seed)[:, 0]
     # squared distance of every position to the top one, one spatial dim at a time

@@ -25,7 +25,9 @@ from torch import Tensor
 from ..metrics import APEComponents, ape_d, ape_s, cc_hit_rate
 from ..ranking_metrics import deletion_auc, insertion_auc, pointing_game
 
-__all__ = ["MethodRow", "MethodOutput", "RankingScores", "score_row", "ranking_scores", "with_better_on"]
+__all__ = [
+    "MethodRow", "MethodOutput", "RankingScores", "score_row", "ranking_scores", "with_better_on",
+]
 
 
 @dataclass(frozen=True)
