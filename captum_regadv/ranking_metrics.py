@@ -203,7 +203,8 @@ def _curve_auc(
     flat_in = torch.cat([o.flatten(1) for o in originals], dim=1)
     flat_fill = torch.cat([f.flatten(1) for f in fill], dim=1)
     model, _ = ScoredModel.build(
-        forward_func, originals, format_additional_args(additional_forward_args), target, score
+        forward_func, originals, format_additional_args(additional_forward_args), target, score,
+        internal_batch_size,
     )
     pairs = n * (steps + 1)
     chunk = pairs if internal_batch_size is None else internal_batch_size
