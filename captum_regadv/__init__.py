@@ -17,6 +17,7 @@ from .mask_rules import (
 from .meaningful_perturbation import MeaningfulPerturbation, deletion_reference
 from ._optimization import short_memory_adam
 from .metrics import APEComponents, ape_d, ape_s, cc_hit_rate
+from .ranking_metrics import deletion_auc, insertion_auc, pointing_game
 from .regularized_adversarial import RegularizedAdversarial
 from ._weight_search import Diagnostics
 
@@ -30,6 +31,9 @@ __all__ = [
     "ape_d",
     "ape_s",
     "cc_hit_rate",
+    "deletion_auc",
+    "insertion_auc",
+    "pointing_game",
     "ThresholdScan",
     "saliency_to_mask",
     "fill_with_reference",

@@ -44,9 +44,9 @@ from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from scipy import stats
+from skimage.metrics import structural_similarity
 from torch import Tensor, nn
 
 from ._boundary import check_choice
@@ -274,24 +274,6 @@ def rank_correlation(a: Tensor, b: Tensor) -> Tensor:
     return torch.from_numpy(out)
 
 
-def _gaussian_window(sigma: float, size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    radius = size // 2
-    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    w = torch.exp(-0.5 * (x / sigma) ** 2)
-    return w / w.sum()
-
-
-def _filter(x: Tensor, window: Tensor, dims: Sequence[int]) -> Tensor:
-    """Separable 'valid' filtering of ``x`` along ``dims`` with the 1-D ``window``."""
-    kernel = window.view(1, 1, -1)
-    for d in dims:
-        moved = x.movedim(d, -1)
-        shape = moved.shape
-        out = F.conv1d(moved.reshape(-1, 1, shape[-1]), kernel)
-        x = out.reshape(*shape[:-1], out.shape[-1]).movedim(-1, d)
-    return x
-
-
 def ssim(
     a: Tensor,
     b: Tensor,
@@ -307,12 +289,16 @@ def ssim(
             {(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)},
         \quad C_1 = (0.01 L)^2,\; C_2 = (0.03 L)^2
 
-    with local means, variances and covariance taken under a Gaussian window
-    (standard deviation ``sigma``, truncated at ``3.5 sigma``: 11 elements for
-    the default 1.5, shrunk to fit small maps) over the spatial dimensions,
-    ``L = data_range``, and the SSIM map averaged over the positions where
-    the window fits and over the channels. Computed in float64. Range
-    ``[-1, 1]``; higher means more similar; identical maps score 1.
+    with local means, variances and covariance (population estimates) taken
+    under a Gaussian window (standard deviation ``sigma``, truncated at
+    ``3.5 sigma``: 11 elements for the default 1.5) over the spatial
+    dimensions, ``L = data_range``, and the SSIM map averaged over the
+    positions where the window fits and over the channels: computed by
+    :func:`skimage.metrics.structural_similarity` in float64. On a map
+    smaller than the window, the average is over the positions that the
+    largest odd window that fits can centre on, and the Gaussian filter
+    reflects the map at its borders. Range ``[-1, 1]``; higher means more
+    similar; identical maps score 1.
 
     Args:
         a, b: maps of the same shape: ``N x C x *spatial`` with 1 to 3
@@ -340,22 +326,21 @@ def ssim(
         )
     if not (sigma > 0 and math.isfinite(sigma)) or not (data_range > 0 and math.isfinite(data_range)):
         raise ValueError(f"sigma and data_range must be finite and > 0, got {sigma} and {data_range}")
-    x, y = a.detach().double(), b.detach().double()
-    if x.dim() == 2:
-        x, y = x.unsqueeze(1), y.unsqueeze(1)
-    dims = list(range(2, x.dim()))
-    smallest = min(x.shape[d] for d in dims)
+    x, y = a.detach().double().cpu().numpy(), b.detach().double().cpu().numpy()
+    if x.ndim == 2:
+        x, y = x[:, None], y[:, None]
+    smallest = min(x.shape[2:])
+    # scikit-image's Gaussian SSIM (Wang et al.'s 11-tap window for sigma 1.5); the
+    # window is shrunk to the largest odd size that fits small maps
     size = min(2 * int(3.5 * sigma + 0.5) + 1, smallest if smallest % 2 else smallest - 1)
-    window = _gaussian_window(sigma, size, x.dtype, x.device)
-    mu_x, mu_y = _filter(x, window, dims), _filter(y, window, dims)
-    var_x = _filter(x * x, window, dims) - mu_x**2
-    var_y = _filter(y * y, window, dims) - mu_y**2
-    cov = _filter(x * y, window, dims) - mu_x * mu_y
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
-        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
-    )
-    return value.flatten(1).mean(1)
+    values = [
+        structural_similarity(  # type: ignore[no-untyped-call]
+            xi, yi, win_size=size, channel_axis=0, gaussian_weights=True, sigma=sigma,
+            use_sample_covariance=False, data_range=data_range,
+        )
+        for xi, yi in zip(x, y)
+    ]
+    return torch.tensor(values, dtype=torch.float64, device=a.device)
 
 
 def mask_iou(a: Tensor, b: Tensor) -> Tensor:

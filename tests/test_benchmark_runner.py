@@ -11,7 +11,10 @@ import pytest
 from captum_regadv.benchmark.table1 import PAPER_MP_SETTINGS, PAPER_OURS_SETTINGS
 from captum_regadv.cli import main
 
-NUMERIC = ("l0", "tv", "classification", "ape_d", "cc_hit_rate", "images_hit", "seconds_per_image")
+NUMERIC = (
+    "l0", "tv", "classification", "ape_d", "ape_s", "cc_hit_rate", "images_hit", "mask_area",
+    "deletion_auc", "insertion_auc", "deletion_10", "pointing_game", "seconds_per_image",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +37,35 @@ def test_quick_benchmark_has_every_row_and_finite_columns(quick_run):
     report = json.loads((out / "table.json").read_text())
     rows = report["rows"]
     methods = [r["method"] for r in rows]
-    assert methods.count("MP min") == len(PAPER_MP_SETTINGS)
-    assert methods.count("MP blur") == len(PAPER_MP_SETTINGS)
-    assert methods.count("ours") == len(PAPER_OURS_SETTINGS)
-    for name in ("ours (defaults)", "IntegratedGradients", "Occlusion", "Saliency"):
-        assert methods.count(name) == 1, name
+    pairs = [(r["method"], r["rule"]) for r in rows]
+    for name in ("MP min", "MP blur"):
+        assert pairs.count((name, "own J")) == len(PAPER_MP_SETTINGS)
+        assert pairs.count((name, "same rule")) == len(PAPER_MP_SETTINGS)
+    assert pairs.count(("ours", "phase 2")) == len(PAPER_OURS_SETTINGS)
+    assert pairs.count(("ours (defaults)", "phase 2")) == 1
+    for name in ("IntegratedGradients", "Occlusion", "Saliency"):
+        assert pairs.count((name, "own J")) == 1 and pairs.count((name, "same rule")) == 1, name
     for r in rows:
         for column in NUMERIC:
             assert math.isfinite(r[column]), (r["method"], column)
         assert 0.0 <= r["l0"] <= 1.0 and 0.0 <= r["classification"] <= 1.0
         assert 0.0 <= r["cc_hit_rate"] <= 100.0 and 0.0 <= r["images_hit"] <= 100.0
         assert r["ape_d"] == pytest.approx(r["l0"] + r["tv"] + r["classification"])
+        assert 0.0 <= r["mask_area"] <= 100.0
+        assert r["n_images"] == report["n_images"] and 0 <= r["better_on"] <= r["n_images"]
+        for column in ("deletion_auc", "insertion_auc", "deletion_10"):
+            assert 0.0 <= r[column] <= 1.0, (r["method"], column)
+        assert r["pointing_game"] in [100.0 * k / r["n_images"] for k in range(r["n_images"] + 1)]
+    ours = next(r for r in rows if r["method"] == "ours (defaults)")
+    assert ours["better_on"] == 0
+    # the two rows of one map share its ranking columns, not their J
+    own = next(r for r in rows if r["method"] == "Occlusion" and r["rule"] == "own J")
+    same = next(r for r in rows if r["method"] == "Occlusion" and r["rule"] == "same rule")
+    assert own["deletion_auc"] == same["deletion_auc"]
+    assert own["pointing_game"] == same["pointing_game"]
     with open(out / "table.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == len(rows)
     md = (out / "table.md").read_text()
     assert md.count("\n| ") >= len(rows) and "APE_D" in md
+    assert "Like for like" in md and "deletion@10%" in md and "same rule" in md
     assert report["model_metrics"]["val_accuracy"] > 0.75

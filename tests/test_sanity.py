@@ -350,3 +350,23 @@ def test_original_model_is_not_needed_after_the_cascade():
         steps[0][1][6].weight.add_(1.0)
     assert all(torch.equal(v, steps[1][1].state_dict()[k]) for k, v in reference.items())
     assert not torch.equal(steps[0][1][6].weight, model[6].weight)
+
+
+@pytest.mark.parametrize(
+    "shape,expected",
+    [
+        ((2, 1, 16, 16), [0.7569233395264447, 0.8002384808475275]),
+        ((2, 3, 12, 20), [0.7476286619703595, 0.8002082481780415]),
+        ((2, 40), [0.748716495379311, 0.7607135053510301]),
+        ((1, 1, 11, 12, 13), [0.8177964904169542]),
+    ],
+)
+def test_ssim_equals_the_previous_hand_written_version_on_fixed_data(shape, expected):
+    """Values of the former torch implementation (valid 11-tap Gaussian window)."""
+    g = torch.Generator().manual_seed(7)
+    for previous in [(2, 1, 16, 16), (2, 3, 12, 20), (2, 40), (1, 1, 11, 12, 13)]:
+        a = torch.rand(*previous, generator=g)
+        b = 0.6 * a + 0.4 * torch.rand(*previous, generator=g)
+        if previous == shape:
+            break
+    torch.testing.assert_close(ssim(a, b), torch.tensor(expected, dtype=torch.float64))

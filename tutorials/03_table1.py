@@ -34,8 +34,8 @@ import torch
 from IPython.display import Markdown, display
 
 from captum_regadv.benchmark import TrainConfig, load_or_train, predict_proba
-from captum_regadv.benchmark.runner import format_markdown
-from captum_regadv.benchmark.table1 import Table1Settings, run_table1
+from captum_regadv.benchmark.runner import format_markdown, like_for_like
+from captum_regadv.benchmark.table1 import Table1Settings, row_label, run_table1
 from captum_regadv.visualization import comparison_figure, zoom_figure
 
 # One thread: these models are small, and on a shared CPU two OpenMP threads
@@ -63,8 +63,9 @@ print(len(chosen), "images, P(lesion):", prob[chosen].numpy().round(3))
 # %% [markdown]
 # The budgets of `captum-regadv benchmark --quick`: 60 + 30 steps for this
 # method, 40 for Meaningful Perturbation, 4 thresholds scanned per method,
-# 10 phase-2 steps for the mask rule of Captum's maps (the package defaults
-# are several times larger, see the {doc}`/api`).
+# 10 phase-2 steps for the same-rule rows, 10 curve points for the
+# deletion and insertion AUCs (the package defaults are several times
+# larger, see the {doc}`/api`).
 
 # %%
 settings = Table1Settings(
@@ -74,6 +75,7 @@ settings = Table1Settings(
     rule_steps=10,
     thresholds=4,
     ig_steps=8,
+    ranking_steps=10,
 )
 rows, outputs = run_table1(
     model, images, truth, settings=settings, show_progress=False
@@ -81,13 +83,20 @@ rows, outputs = run_table1(
 display(Markdown(format_markdown(rows)))
 
 # %% [markdown]
-# Columns: the paper's coefficients (`L0 coeff`, `tv coeff`, `tv_beta`), the
-# APE_D components (weights 1, 1, 1: fraction of changed pixels, boundary
-# length per pixel, probability left), their sum APE_D (lower is better),
-# the CC hit rate against the lesions (higher is better), the seconds per
-# image and the threshold chosen by the scan (methods without their own
-# binary mask). With three images and these budgets the numbers are noisy:
-# they show the pipeline, not the result ({doc}`/benchmark` has the full run).
+# Every map method has two rows: **own J** (the paper's protocol: MP's
+# cross-fade, a fill with the baseline 0 for Captum's maps) and **same
+# rule** (its mask turned into J by the phase-2 rule that makes this
+# method's J, so the masks are compared like for like). Columns: the paper's
+# coefficients (`L0 coeff`, `tv coeff`, `tv_beta`), the APE_D components
+# (weights 1, 1, 1: fraction of changed pixels, boundary length per pixel,
+# probability left), their sum APE_D and APE_S (lower is better), the CC hit
+# rate against the lesions (higher is better), the mask area, on how many
+# images the row's APE_D is below this method's (defaults), the ranking
+# metrics of the map (deletion AUC and deletion over the first 10%: lower is
+# better; insertion AUC and pointing game: higher is better), the seconds
+# per image and the threshold chosen by the scan. With three images and
+# these budgets the numbers are noisy: they show the pipeline, not the
+# result ({doc}`/benchmark` has the full run).
 #
 # The outputs of every row are kept for figures: masks, perturbed inputs and
 # the raw maps.
@@ -96,11 +105,9 @@ display(Markdown(format_markdown(rows)))
 best_mp = min(
     (r for r in rows if r.method.startswith("MP")), key=lambda r: r.ape_d
 )
-best_mp_label = (
-    f"{best_mp.method} "
-    f"{best_mp.l0_coeff:g}/{best_mp.tv_coeff:g}/{best_mp.tv_beta:g}"
-)
+best_mp_label = row_label(best_mp)
 print("lowest APE_D among the MP rows:", best_mp_label)
+print(like_for_like(rows))
 fig = comparison_figure(
     images,
     truth,

@@ -22,14 +22,27 @@ import torch
 from ..image_io import write_bytes_atomic, write_json_atomic
 from ..visualization import comparison_figure, zoom_figure
 from .model import TrainConfig, load_or_train, predict_proba
-from .table1 import MethodRow, Table1Settings, run_table1
+from .table1 import SAME_RULE, MethodRow, Table1Settings, row_label, run_table1
 
-__all__ = ["add_arguments", "run", "format_markdown"]
+__all__ = ["add_arguments", "run", "format_markdown", "like_for_like"]
 
 QUICK_CONFIG = dict(size=64, n_train=600, n_val=120, epochs=4)
 COLUMNS = (
-    "method", "l0_coeff", "tv_coeff", "tv_beta", "l0", "tv", "classification",
-    "ape_d", "cc_hit_rate", "images_hit", "seconds_per_image", "threshold",
+    "method", "rule", "l0_coeff", "tv_coeff", "tv_beta", "l0", "tv", "classification",
+    "ape_d", "ape_s", "cc_hit_rate", "images_hit", "mask_area", "better_on", "n_images",
+    "deletion_auc", "insertion_auc", "deletion_10", "pointing_game", "seconds_per_image",
+    "threshold",
+)
+#: the Markdown table's columns (``better_on`` shown as ``k/N``).
+MARKDOWN_COLUMNS = (
+    ("Method", "method"), ("J rule", "rule"), ("L0 coeff", "l0_coeff"),
+    ("tv coeff", "tv_coeff"), ("tv_beta", "tv_beta"), ("L0", "l0"), ("tv", "tv"),
+    ("classification", "classification"), ("APE_D", "ape_d"), ("APE_S", "ape_s"),
+    ("CC hit rate (%)", "cc_hit_rate"), ("images hit (%)", "images_hit"),
+    ("mask area (%)", "mask_area"), ("APE_D better than ours on", "better_on"),
+    ("deletion AUC", "deletion_auc"), ("insertion AUC", "insertion_auc"),
+    ("deletion@10%", "deletion_10"), ("pointing game (%)", "pointing_game"),
+    ("s / image", "seconds_per_image"), ("threshold", "threshold"),
 )
 
 
@@ -43,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="master seed of data and model")
     parser.add_argument("--patience", type=int, default=None, help="per-example early stopping of every optimisation")
     parser.add_argument("--no-captum", action="store_true", help="skip IntegratedGradients, Occlusion, Saliency")
+    parser.add_argument("--no-same-rule", action="store_true", help="skip the same-rule rows of the map methods")
+    parser.add_argument(
+        "--ranking-steps", type=int, default=None,
+        help="curve points of the deletion/insertion AUCs (default 50, quick 10; 0 skips them)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -56,14 +74,43 @@ def _fmt(value: Any) -> str:
 
 
 def format_markdown(rows: Sequence[MethodRow]) -> str:
-    """Rows as a Markdown table, in the paper's column order."""
-    head = ["Method", "L0 coeff", "tv coeff", "tv_beta", "L0", "tv", "classification",
-            "APE_D", "CC hit rate (%)", "images hit (%)", "s / image", "threshold"]
+    """Rows as a Markdown table, in the paper's column order, then the added columns."""
+    head = [title for title, _ in MARKDOWN_COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         d = r.as_dict()
-        lines.append("| " + " | ".join(_fmt(d[c]) for c in COLUMNS) + " |")
+        cells = [
+            f"{r.better_on}/{r.n_images}" if key == "better_on" else _fmt(d[key])
+            for _, key in MARKDOWN_COLUMNS
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def like_for_like(rows: Sequence[MethodRow]) -> str:
+    """The like-for-like result in words: this method's defaults against every same-rule row."""
+    ours = next((r for r in rows if r.method == "ours (defaults)"), None)
+    same = [r for r in rows if r.rule == SAME_RULE]
+    if ours is None or not same:
+        return ""
+    best = min(same, key=lambda r: r.ape_d)
+    beaten = [r for r in same if r.ape_d < ours.ape_d]
+    text = (
+        f"Like for like (every mask turned into J by the same phase-2 rule): this method "
+        f"(defaults) has APE_D {ours.ape_d:.4g}, CC hit rate {ours.cc_hit_rate:.1f}%, mask "
+        f"area {ours.mask_area:.2f}%; the best same-rule row is {row_label(best)} with APE_D "
+        f"{best.ape_d:.4g}, CC hit rate {best.cc_hit_rate:.1f}%, mask area "
+        f"{best.mask_area:.2f}%, lower APE_D than this method on {best.better_on}/"
+        f"{best.n_images} images. "
+    )
+    if beaten:
+        text += (
+            f"{len(beaten)} of {len(same)} same-rule rows have a lower mean APE_D than this "
+            f"method: " + ", ".join(row_label(r) for r in beaten) + "."
+        )
+    else:
+        text += f"None of the {len(same)} same-rule rows has a lower mean APE_D than this method."
+    return text + "\n"
 
 
 def _csv(rows: Sequence[MethodRow]) -> str:
@@ -99,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         thresholds=4 if args.quick else 12,
         ig_steps=8 if args.quick else 16,
         patience=args.patience,
+        same_rule=not args.no_same_rule,
+        ranking_steps=(10 if args.quick else 50) if args.ranking_steps is None else args.ranking_steps,
     )
     os.makedirs(args.out, exist_ok=True)
     model, model_metrics = load_or_train(config)
@@ -139,14 +188,17 @@ def run(args: argparse.Namespace) -> int:
         f"{model_metrics.get('val_frac_pos_confident', float('nan')):.2f}.\n\n"
         f"Made by `{command}` in {report['seconds_total']:.0f} s.\n\n"
     )
+    summary = like_for_like(rows)
+    if summary:
+        header += summary + "\n"
     write_bytes_atomic(os.path.join(args.out, "table.md"), (header + format_markdown(rows)).encode())
     write_bytes_atomic(os.path.join(args.out, "table.csv"), _csv(rows).encode())
     write_json_atomic(os.path.join(args.out, "table.json"), report)
 
     ours = outputs["ours (defaults)"]
     best_mp = min(
-        (label for label in outputs if label.startswith("MP")),
-        key=lambda label: next(r.ape_d for r in rows if _label(r) == label),
+        (row_label(r) for r in rows if r.method.startswith("MP") and r.rule != SAME_RULE),
+        key=lambda label: next(r.ape_d for r in rows if row_label(r) == label),
         default=None,
     )
     masks = {"ours (defaults)": ours.masks}
@@ -170,12 +222,6 @@ def run(args: argparse.Namespace) -> int:
     print(header + format_markdown(rows))
     print(f"wrote {args.out}/table.md, table.csv, table.json, figure1.png, figure2.png")
     return 0
-
-
-def _label(row: MethodRow) -> str:
-    if row.method.startswith("MP"):
-        return f"{row.method} {row.l0_coeff:g}/{row.tv_coeff:g}/{row.tv_beta:g}"
-    return row.method
 
 
 def main(argv: Sequence[str] | None = None) -> int:

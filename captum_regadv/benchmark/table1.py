@@ -1,30 +1,32 @@
-r"""The paper's Table 1 on generated data: every method scored by APE_D and the CC hit rate.
+r"""The paper's Table 1 on generated data: every method scored by APE_D, like for like.
 
 For the validation positives that the model classifies as positive, each
 method explains class 1 ("malignant") and is turned into a binary mask and a
 perturbed input ``J``:
 
-* this method: its own mask (eq. 14) and phase-2 ``J``;
+* this method: its own mask (eq. 14) and phase-2 ``J`` (rule ``"phase 2"``);
+  its ranking map is ``|J - I|`` (``attribution="change"``);
 * Meaningful Perturbation (MP min / MP blur at the paper's four coefficient
   settings): its saliency :math:`1 - m` thresholded with the one threshold
-  that gives the best mean APE_D over the whole set (section 5.1), ``J`` by
-  its own cross-fade with the binary mask
-  (:func:`~captum_regadv.fill_with_reference` with its deletion reference);
+  that gives the best mean APE_D over the whole set (section 5.1);
 * Captum's IntegratedGradients, Occlusion and Saliency: the magnitude of
-  the map, normalised per image, thresholded likewise, ``J`` by the phase-2
-  rule (:func:`~captum_regadv.perturb_within_mask`), the most favourable
-  rule for them.
+  the map, normalised per image, thresholded likewise.
 
-Each row reports the APE_D components (weights 1, 1, 1), the CC hit rate
-against the lesion masks, and the seconds per image of the attribution plus
-its mask rule.
+Every map method gets two rows. **Own J** (the paper's protocol): MP's own
+cross-fade with the binary mask (:func:`~captum_regadv.fill_with_reference`
+with its deletion reference); for Captum's maps a fill with their baseline
+0. **Same rule**: ``J`` from the mask by the package's phase-2 rule
+(:func:`~captum_regadv.perturb_within_mask`, ``rule_steps`` steps, its own
+scanned threshold), exactly how this method's ``J`` is made, so that the
+masks are compared like for like. The columns are described in
+:mod:`captum_regadv.benchmark.scoring`.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -32,12 +34,34 @@ from captum.attr import IntegratedGradients, Occlusion, Saliency
 from torch import Tensor
 from tqdm import tqdm
 
-from ..mask_rules import fill_with_reference, perturb_within_mask, scan_threshold
+from ..mask_rules import (
+    PerturbRule,
+    default_thresholds,
+    fill_with_reference,
+    perturb_within_mask,
+    scan_threshold,
+)
 from ..meaningful_perturbation import MeaningfulPerturbation, ReferenceKind, deletion_reference
-from ..metrics import APEComponents, ape_d, cc_hit_rate
 from ..regularized_adversarial import RegularizedAdversarial
+from .scoring import (
+    MethodOutput,
+    MethodRow,
+    RankingScores,
+    ranking_scores,
+    score_row,
+    with_better_on,
+)
 
-__all__ = ["MethodRow", "Table1Settings", "run_table1", "PAPER_MP_SETTINGS", "PAPER_OURS_SETTINGS"]
+__all__ = [
+    "MethodRow",
+    "MethodOutput",
+    "Table1Settings",
+    "run_table1",
+    "row_label",
+    "PAPER_MP_SETTINGS",
+    "PAPER_OURS_SETTINGS",
+    "CAPTUM_METHODS",
+]
 
 #: (L0 approx. coeff, tv coeff, tv_beta) of the paper's MP rows.
 PAPER_MP_SETTINGS: tuple[tuple[float, float, float], ...] = (
@@ -48,6 +72,12 @@ PAPER_MP_SETTINGS: tuple[tuple[float, float, float], ...] = (
 )
 #: (L0 approx. coeff, tv coeff) of the paper's rows for this method.
 PAPER_OURS_SETTINGS: tuple[tuple[float, float], ...] = ((0.01, 0.2), (6.0, 120.0), (40.0, 120.0))
+CAPTUM_METHODS: tuple[str, ...] = ("IntegratedGradients", "Occlusion", "Saliency")
+#: the ``rule`` of each kind of row (see :class:`MethodRow`).
+OWN_J, SAME_RULE, PHASE_2 = "own J", "same rule", "phase 2"
+
+Coeffs = tuple[Optional[float], Optional[float], Optional[float]]
+Result = tuple[str, MethodRow, MethodOutput]
 
 
 @dataclass(frozen=True)
@@ -56,10 +86,14 @@ class Table1Settings:
 
     ``ours_steps``/``ours_phase2_steps``: this method's phases (``None``:
     the package defaults); ``mp_steps``: Meaningful Perturbation's
-    iterations; ``rule_steps``: phase-2 steps of the mask rule for Captum's
-    maps; ``thresholds``: candidates scanned per method; ``patience``:
-    per-example early stopping of every optimisation (``None``: off);
-    ``batch_size``: examples optimised at once.
+    iterations; ``rule_steps``: steps of the phase-2 mask rule of the
+    same-rule rows; ``thresholds``: candidates scanned per row;
+    ``patience``: per-example early stopping of every optimisation
+    (``None``: off); ``batch_size``: examples optimised at once;
+    ``same_rule``: add the same-rule rows; ``ranking_steps``: curve points
+    of the deletion/insertion AUCs (0: skip the ranking metrics, ``nan``
+    columns); ``ranking_batch_size``: curve points per forward pass;
+    ``pointing_tolerance``: of the pointing game (``None``: its default).
     """
 
     ours_steps: Optional[int] = None
@@ -71,80 +105,86 @@ class Table1Settings:
     occlusion_window: int = 8
     patience: Optional[int] = None
     batch_size: Optional[int] = None
+    same_rule: bool = True
+    ranking_steps: int = 50
+    ranking_batch_size: Optional[int] = 128
+    pointing_tolerance: Optional[float] = None
 
 
-@dataclass(frozen=True)
-class MethodRow:
-    """One row of Table 1 (means over the explained images).
-
-    ``images_hit`` is the percentage of images whose mask touches the ground
-    truth at all (for the shortcut domain: how often the explanation finds
-    the confounder).
-    """
-
-    method: str
-    l0_coeff: Optional[float]
-    tv_coeff: Optional[float]
-    tv_beta: Optional[float]
-    l0: float
-    tv: float
-    classification: float
-    ape_d: float
-    cc_hit_rate: float
-    images_hit: float
-    seconds_per_image: float
-    threshold: Optional[float]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def row_label(row: MethodRow) -> str:
+    """The key of a row in :func:`run_table1`'s outputs, e.g. ``"MP blur 6/120/1 + same rule"``."""
+    label = row.method
+    if row.method.startswith("MP"):
+        label += f" {row.l0_coeff:g}/{row.tv_coeff:g}/{row.tv_beta:g}"
+    elif row.method == "ours":
+        label += f" {row.l0_coeff:g}/{row.tv_coeff:g}"
+    if row.rule == SAME_RULE:
+        label += " + same rule"
+    return label
 
 
-@dataclass(frozen=True)
-class MethodOutput:
-    """Masks, perturbed inputs and the raw map of one method, for figures."""
+def _ranking(
+    model: torch.nn.Module, images: Tensor, truth: Tensor, saliency: Tensor, settings: Table1Settings
+) -> RankingScores:
+    if settings.ranking_steps == 0:
+        nan = float("nan")
+        return RankingScores(nan, nan, nan, nan)
+    return ranking_scores(
+        model, images, truth, saliency, steps=settings.ranking_steps,
+        internal_batch_size=settings.ranking_batch_size, tolerance=settings.pointing_tolerance,
+    )
 
-    masks: Tensor
-    perturbed: Tensor
-    saliency: Tensor
+
+def _phase2_rule(model: torch.nn.Module, settings: Table1Settings) -> PerturbRule:
+    return functools.partial(
+        perturb_within_mask, model, target=1, bounds=(0.0, 1.0), steps=settings.rule_steps,
+        patience=settings.patience, internal_batch_size=settings.batch_size,
+    )
 
 
-def _row(
+def _map_rows(
     name: str,
-    coeffs: tuple[Optional[float], Optional[float], Optional[float]],
-    model: Callable[..., Tensor],
+    coeffs: Coeffs,
+    model: torch.nn.Module,
     images: Tensor,
     truth: Tensor,
-    masks: Tensor,
-    perturbed: Tensor,
-    seconds: float,
-    threshold: Optional[float],
-) -> MethodRow:
-    c = ape_d(model, images, perturbed, target=1, return_components=True)
-    assert isinstance(c, APEComponents)
-    hits = cc_hit_rate(masks, truth)
-    return MethodRow(
-        method=name,
-        l0_coeff=coeffs[0],
-        tv_coeff=coeffs[1],
-        tv_beta=coeffs[2],
-        l0=float(c.sparsity.mean()),
-        tv=float(c.smoothness.mean()),
-        classification=float(c.classification.mean()),
-        ape_d=float(c.total.mean()),
-        cc_hit_rate=float(hits.mean()),
-        images_hit=100.0 * float(((masks != 0) & (truth != 0)).flatten(1).any(1).float().mean()),
-        seconds_per_image=seconds / images.shape[0],
-        threshold=threshold,
-    )
+    settings: Table1Settings,
+    saliency: Tensor,
+    map_seconds: float,
+    own_rule: PerturbRule,
+    normalize: bool,
+) -> list[Result]:
+    """The own-J row and (with ``settings.same_rule``) the same-rule row of one map."""
+    ranking = _ranking(model, images, truth, saliency, settings)
+    candidates = default_thresholds(saliency, settings.thresholds, normalize=normalize)
+    rules = [(OWN_J, own_rule)]
+    if settings.same_rule:
+        rules.append((SAME_RULE, _phase2_rule(model, settings)))
+    results: list[Result] = []
+    for rule, perturb in rules:
+        start = time.perf_counter()
+        scan = scan_threshold(
+            model, images, saliency, target=1, perturb=perturb, normalize=normalize,
+            thresholds=candidates,
+        )
+        seconds = map_seconds + time.perf_counter() - start
+        assert isinstance(scan.masks, Tensor) and isinstance(scan.perturbed, Tensor)
+        row, out = score_row(
+            name, rule, coeffs, model, images, truth, scan.masks, scan.perturbed, saliency,
+            ranking, seconds, scan.threshold,
+        )
+        results.append((row_label(row), row, out))
+    return results
 
 
 def _ours(
     model: torch.nn.Module,
     images: Tensor,
+    truth: Tensor,
     settings: Table1Settings,
     sparsity: Optional[float],
     tv: Optional[float],
-) -> tuple[MethodOutput, float]:
+) -> list[Result]:
     kwargs: dict[str, Any] = dict(
         target=1,
         bounds=(0.0, 1.0),
@@ -164,16 +204,24 @@ def _ours(
     masks, perturbed = RegularizedAdversarial(model).attribute(images, **kwargs)
     seconds = time.perf_counter() - start
     assert isinstance(masks, Tensor) and isinstance(perturbed, Tensor)
-    return MethodOutput(masks, perturbed, masks), seconds
+    # attribution="change" without groups: |J - I|, zero outside the mask
+    change = (perturbed - images).abs()
+    name = "ours (defaults)" if sparsity is None else "ours"
+    row, out = score_row(
+        name, PHASE_2, (sparsity, tv, None), model, images, truth, masks, perturbed, change,
+        _ranking(model, images, truth, change, settings), seconds, None,
+    )
+    return [(row_label(row), row, out)]
 
 
 def _mp(
     model: torch.nn.Module,
     images: Tensor,
+    truth: Tensor,
     settings: Table1Settings,
     reference: ReferenceKind,
     coeffs: tuple[float, float, float],
-) -> tuple[MethodOutput, float, float]:
+) -> list[Result]:
     start = time.perf_counter()
     saliency = MeaningfulPerturbation(model).attribute(
         images,
@@ -190,24 +238,12 @@ def _mp(
     assert isinstance(saliency, Tensor)
     ref = deletion_reference(images, reference)
     assert isinstance(ref, Tensor)
-    scan = scan_threshold(
-        model,
-        images,
-        saliency,
-        target=1,
-        perturb=functools.partial(fill_with_reference, reference=ref),
-        normalize=False,
-        thresholds=_candidates(saliency, settings.thresholds, normalize=False),
-    )
     seconds = time.perf_counter() - start
-    assert isinstance(scan.masks, Tensor) and isinstance(scan.perturbed, Tensor)
-    return MethodOutput(scan.masks, scan.perturbed, saliency), seconds, scan.threshold
-
-
-def _candidates(saliency: Tensor, count: int, *, normalize: bool) -> Tensor:
-    from ..mask_rules import default_thresholds
-
-    return default_thresholds(saliency, count, normalize=normalize)
+    own = functools.partial(fill_with_reference, reference=ref)
+    return _map_rows(
+        f"MP {reference}", coeffs, model, images, truth, settings, saliency.detach(), seconds,
+        own, normalize=False,
+    )
 
 
 def _captum_map(
@@ -232,24 +268,17 @@ def _captum_map(
 
 
 def _captum(
-    name: str, model: torch.nn.Module, images: Tensor, settings: Table1Settings
-) -> tuple[MethodOutput, float, float]:
+    name: str, model: torch.nn.Module, images: Tensor, truth: Tensor, settings: Table1Settings
+) -> list[Result]:
     start = time.perf_counter()
     saliency = _captum_map(name, model, images, settings).detach()
-    rule = functools.partial(
-        perturb_within_mask, model, target=1, bounds=(0.0, 1.0), steps=settings.rule_steps,
-        patience=settings.patience, internal_batch_size=settings.batch_size,
-    )
-    scan = scan_threshold(
-        model, images, saliency, target=1, perturb=rule,
-        thresholds=_candidates(saliency, settings.thresholds, normalize=True),
-    )
     seconds = time.perf_counter() - start
-    assert isinstance(scan.masks, Tensor) and isinstance(scan.perturbed, Tensor)
-    return MethodOutput(scan.masks, scan.perturbed, saliency), seconds, scan.threshold
-
-
-CAPTUM_METHODS: tuple[str, ...] = ("IntegratedGradients", "Occlusion", "Saliency")
+    # own J: the baseline (0) that IntegratedGradients and Occlusion delete with
+    own = functools.partial(fill_with_reference, reference=0.0)
+    return _map_rows(
+        name, (None, None, None), model, images, truth, settings, saliency, seconds, own,
+        normalize=True,
+    )
 
 
 def run_table1(
@@ -274,50 +303,33 @@ def run_table1(
         show_progress: one progress bar over the methods.
 
     Returns:
-        The rows, and each method's outputs keyed by row label for figures.
+        The rows (MP and Captum rows as own-J / same-rule pairs), and each
+        row's outputs keyed by :func:`row_label`.
     """
-    jobs: list[tuple[str, Callable[[], tuple[MethodRow, MethodOutput]]]] = []
-
-    def add(label: str, job: Callable[[], tuple[MethodRow, MethodOutput]]) -> None:
-        jobs.append((label, job))
-
+    jobs: list[tuple[str, Callable[[], list[Result]]]] = []
     for reference in mp_references:
         for coeffs in PAPER_MP_SETTINGS:
-            label = f"MP {reference} {coeffs[0]:g}/{coeffs[1]:g}/{coeffs[2]:g}"
-
-            def mp_job(reference: ReferenceKind = reference, coeffs: tuple[float, float, float] = coeffs) -> tuple[MethodRow, MethodOutput]:
-                out, seconds, t = _mp(model, images, settings, reference, coeffs)
-                row = _row(f"MP {reference}", coeffs, model, images, truth, out.masks, out.perturbed, seconds, t)
-                return row, out
-
-            add(label, mp_job)
+            jobs.append((
+                f"MP {reference} {coeffs[0]:g}/{coeffs[1]:g}/{coeffs[2]:g}",
+                functools.partial(_mp, model, images, truth, settings, reference, coeffs),
+            ))
     for sparsity, tv in PAPER_OURS_SETTINGS + ((None, None),):
-        label = "ours (defaults)" if sparsity is None else f"ours {sparsity:g}/{tv:g}"
-
-        def ours_job(sparsity: Optional[float] = sparsity, tv: Optional[float] = tv, label: str = label) -> tuple[MethodRow, MethodOutput]:
-            out, seconds = _ours(model, images, settings, sparsity, tv)
-            name = "ours (defaults)" if sparsity is None else "ours"
-            row = _row(name, (sparsity, tv, None), model, images, truth, out.masks, out.perturbed, seconds, None)
-            return row, out
-
-        add(label, ours_job)
+        jobs.append((
+            "ours (defaults)" if sparsity is None else f"ours {sparsity:g}/{tv:g}",
+            functools.partial(_ours, model, images, truth, settings, sparsity, tv),
+        ))
     if include_captum:
         for name in CAPTUM_METHODS:
+            jobs.append((name, functools.partial(_captum, name, model, images, truth, settings)))
 
-            def captum_job(name: str = name) -> tuple[MethodRow, MethodOutput]:
-                out, seconds, t = _captum(name, model, images, settings)
-                row = _row(name, (None, None, None), model, images, truth, out.masks, out.perturbed, seconds, t)
-                return row, out
-
-            add(name, captum_job)
-
-    rows: list[MethodRow] = []
-    outputs: dict[str, MethodOutput] = {}
+    results: list[Result] = []
     with tqdm(total=len(jobs), desc="Table 1", disable=not show_progress) as bar:
         for label, job in jobs:
             bar.set_postfix_str(label)
-            row, out = job()
-            rows.append(row)
-            outputs[label] = out
+            results.extend(job())
             bar.update(1)
+    outputs = {label: out for label, _, out in results}
+    rows = with_better_on(
+        [row for _, row, _ in results], [out for _, _, out in results], outputs["ours (defaults)"]
+    )
     return rows, outputs

@@ -1,0 +1,183 @@
+r"""The columns of Table 1: one row per (method, J rule), scored per example.
+
+A row is made from the method's binary masks, its perturbed inputs ``J``
+and its continuous map (for the ranking metrics). Per row:
+
+* the APE_D components (weights 1, 1, 1) and APE_S, means over the images;
+* the CC hit rate against the ground truth (%), the images whose mask
+  touches the ground truth at all (%), the mask area (% of the elements);
+* ``better_on``: on how many images the row's APE_D is lower than that of
+  :class:`~captum_regadv.RegularizedAdversarial` with the package defaults
+  (per example, like for like);
+* the ranking metrics of the map (:mod:`captum_regadv.ranking_metrics`):
+  deletion AUC, insertion AUC (blurred substrate), the deletion AUC over the
+  first 10% of the elements, and the pointing game (% hits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+from ..metrics import APEComponents, ape_d, ape_s, cc_hit_rate
+from ..ranking_metrics import deletion_auc, insertion_auc, pointing_game
+
+__all__ = [
+    "MethodRow", "MethodOutput", "RankingScores", "score_row", "ranking_scores", "with_better_on",
+]
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    """One row of Table 1 (means over the explained images).
+
+    ``rule`` says how ``J`` was made from the mask: ``"own J"`` (MP's
+    cross-fade with its deletion reference; a fill with the attribution's
+    baseline 0 for Captum's maps), ``"same rule"`` (the phase-2 rule
+    :func:`~captum_regadv.perturb_within_mask`, as for this method) or
+    ``"phase 2"`` (this method's own). ``images_hit`` is the percentage of
+    images whose mask touches the ground truth at all; ``better_on`` the
+    number of the ``n_images`` images on which the row's APE_D is lower than
+    that of this method with defaults.
+    """
+
+    method: str
+    rule: str
+    l0_coeff: Optional[float]
+    tv_coeff: Optional[float]
+    tv_beta: Optional[float]
+    l0: float
+    tv: float
+    classification: float
+    ape_d: float
+    ape_s: float
+    cc_hit_rate: float
+    images_hit: float
+    mask_area: float
+    better_on: int
+    n_images: int
+    deletion_auc: float
+    insertion_auc: float
+    deletion_10: float
+    pointing_game: float
+    seconds_per_image: float
+    threshold: Optional[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """Masks, perturbed inputs, the raw map and per-example APE_D of one row, for figures."""
+
+    masks: Tensor
+    perturbed: Tensor
+    saliency: Tensor
+    ape_d: Tensor
+
+
+@dataclass(frozen=True)
+class RankingScores:
+    """Means of the ranking metrics of one map (AUCs in ``[0, 1]``, pointing game in %)."""
+
+    deletion_auc: float
+    insertion_auc: float
+    deletion_10: float
+    pointing_game: float
+
+
+def ranking_scores(
+    model: Callable[..., Tensor],
+    images: Tensor,
+    truth: Tensor,
+    saliency: Tensor,
+    *,
+    steps: int,
+    internal_batch_size: Optional[int],
+    tolerance: Optional[float] = None,
+) -> RankingScores:
+    """Deletion, insertion, deletion over the first 10% and pointing game of ``|saliency|``.
+
+    The pointing game is over the images with a non-empty ground truth
+    (``nan`` when there is none).
+    """
+    common: dict[str, Any] = dict(
+        target=1, steps=steps, absolute=True, internal_batch_size=internal_batch_size
+    )
+    deletion = deletion_auc(model, images, saliency, **common)
+    insertion = insertion_auc(model, images, saliency, **common)
+    first = deletion_auc(model, images, saliency, max_fraction=0.1, **common)
+    assert isinstance(deletion, Tensor) and isinstance(insertion, Tensor)
+    assert isinstance(first, Tensor)
+    has_object = (truth != 0).flatten(1).any(1)
+    if bool(has_object.any()):
+        hits = pointing_game(
+            saliency[has_object], truth[has_object], tolerance=tolerance, absolute=True
+        )
+        pointing = 100.0 * float(hits.mean())
+    else:
+        pointing = float("nan")
+    return RankingScores(
+        float(deletion.mean()), float(insertion.mean()), float(first.mean()), pointing
+    )
+
+
+def score_row(
+    name: str,
+    rule: str,
+    coeffs: tuple[Optional[float], Optional[float], Optional[float]],
+    model: Callable[..., Tensor],
+    images: Tensor,
+    truth: Tensor,
+    masks: Tensor,
+    perturbed: Tensor,
+    saliency: Tensor,
+    ranking: RankingScores,
+    seconds: float,
+    threshold: Optional[float],
+) -> tuple[MethodRow, MethodOutput]:
+    """Score one (masks, ``J``) pair; ``better_on`` is filled in by :func:`with_better_on`."""
+    c = ape_d(model, images, perturbed, target=1, return_components=True)
+    s = ape_s(model, images, perturbed, target=1)
+    assert isinstance(c, APEComponents) and isinstance(s, Tensor)
+    hits = cc_hit_rate(masks, truth)
+    touched = ((masks != 0) & (truth != 0)).flatten(1).any(1)
+    n = images.shape[0]
+    row = MethodRow(
+        method=name,
+        rule=rule,
+        l0_coeff=coeffs[0],
+        tv_coeff=coeffs[1],
+        tv_beta=coeffs[2],
+        l0=float(c.sparsity.mean()),
+        tv=float(c.smoothness.mean()),
+        classification=float(c.classification.mean()),
+        ape_d=float(c.total.mean()),
+        ape_s=float(s.mean()),
+        cc_hit_rate=float(hits.mean()),
+        images_hit=100.0 * float(touched.float().mean()),
+        mask_area=100.0 * float((masks != 0).flatten(1).float().mean(1).mean()),
+        better_on=0,
+        n_images=n,
+        deletion_auc=ranking.deletion_auc,
+        insertion_auc=ranking.insertion_auc,
+        deletion_10=ranking.deletion_10,
+        pointing_game=ranking.pointing_game,
+        seconds_per_image=seconds / n,
+        threshold=threshold,
+    )
+    return row, MethodOutput(masks, perturbed, saliency, c.total.detach())
+
+
+def with_better_on(
+    rows: list[MethodRow], outputs: list[MethodOutput], reference: MethodOutput
+) -> list[MethodRow]:
+    """Each row with ``better_on`` = #images whose APE_D is below ``reference``'s."""
+    return [
+        replace(row, better_on=int((out.ape_d < reference.ape_d).sum()))
+        for row, out in zip(rows, outputs)
+    ]
