@@ -88,8 +88,9 @@ def downsample(t: Tensor, factor: int) -> Tensor:
         tensor([[[[ 2.5000,  4.5000],
                   [10.5000, 12.5000]]]])
     """
-    size = tuple(math.ceil(s / factor) for s in t.shape[2:])
-    return _POOL[t.dim() - 2](t, size)
+    size = [math.ceil(s / factor) for s in t.shape[2:]]
+    pool: Callable[..., Tensor] = _POOL[t.dim() - 2]
+    return pool(t, size)
 
 
 def upsample(t: Tensor, like: Tensor) -> Tensor:

@@ -75,6 +75,12 @@ def _scores(model: ScoredModel, inputs: tuple[Tensor, ...], chunk: int | None) -
     return model.score_of(out, torch.arange(out.shape[0], device=out.device))
 
 
+def _passes_per_run(settings: PhaseSettings) -> int:
+    """Forward+backward passes of one explanation of one example (no early stop)."""
+    refine = settings.refine_steps if settings.refine_fractions and settings.phase2.steps else 0
+    return settings.phase1.steps + settings.phase2.steps + refine
+
+
 def _widen(history: Tensor, rows: Tensor, n: int) -> Tensor:
     """A ``steps x len(rows)`` history as ``steps x n``, NaN for other examples."""
     full = torch.full((history.shape[0], n), float("nan"), dtype=history.dtype,
@@ -122,7 +128,11 @@ def explain_with_search(
             tuple((bound_rows(lo, failed), bound_rows(hi, failed)) for lo, hi in bounds),
             scale,
             settings,
-            label=f" (weight search {attempt}/{search_steps}: weights x{scale:g})",
+            label=(
+                f" (weight search {attempt}/{search_steps}: weights x{scale:g}, "
+                f"{failed.numel()} of {n} example(s) again, "
+                f"+{_passes_per_run(settings)} passes each)"
+            ),
         )
         new = _scores(sub_model, again.perturbed, chunk)
         improved = new < scores[failed]
