@@ -20,6 +20,9 @@ one explanation of an image of :math:`H \times W` pixels runs in two stages:
        \qquad J = I \text{ outside } R
 
    (an example whose coarse mask is empty gets the whole input as ``R``).
+   An example the model does not recognise at the coarse resolution (score
+   below 0.5 there, at least 0.5 at full resolution) is explained at full
+   resolution with the whole schedule instead, with a warning.
    Every element of ``R`` is optimised on its own, with the sparsity and
    TV terms at full resolution, so the returned mask keeps single-pixel
    detail: a 1-pixel object the coarse mask covers with a block of
@@ -37,19 +40,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._boundary import bound_rows
 from ._forward import ScoredModel
 from ._groups import resolve_groups
-from ._phases import Explanation, PhaseSettings, explain_once
+from ._phases import PhaseSettings, explain_once
 from ._weight_search import Diagnostics, _scores, explain_with_search
 from .scores import Score, TargetType
 
 __all__ = ["check_coarse_to_fine", "explain_coarse_to_fine", "downsample", "upsample"]
+
+#: start the fine stage from the upsampled coarse change (else from ``I``)
+WARM_START = True
 
 _POOL = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -138,7 +146,9 @@ def explain_coarse_to_fine(
     weight scale. Returns the boolean masks, ``J`` and the :class:`Diagnostics`:
     ``passes`` counts the model passes of both stages (a coarse one costs about
     ``1 / factor**d``), ``losses`` the coarse attempts (stages prefixed
-    ``"coarse "``) and then one dict for the fine stage (``"fine ..."``).
+    ``"coarse "``), one dict for the fine stage (``"fine ..."``), and the
+    full-resolution attempts of the examples the coarse model did not
+    recognise (``"full ..."``, NaN elsewhere).
     """
     n = originals[0].shape[0]
     coarse = tuple(downsample(o, factor) for o in originals)
@@ -173,25 +183,58 @@ def explain_coarse_to_fine(
     perturbed = tuple(o.clone() for o in originals)
     passes = diag_c.passes.clone()
     forward_passes = diag_c.forward_passes + 2  # M(I) and M(J) at full resolution
+    attempts, kept = diag_c.attempts.clone(), diag_c.kept_attempt.clone()
+    weight_scale = diag_c.weight_scale.clone()
+    everything = torch.arange(n, device=output.device)
+    unseen = torch.zeros(n, dtype=torch.bool, device=output.device)
+    if score != "identity":
+        unseen = (diag_c.score_before < 0.5) & (model.score_of(output, everything) >= 0.5)
     fine_losses: dict[str, Tensor] = {}
-    for scale in torch.unique(diag_c.weight_scale).tolist():
-        rows = torch.nonzero(diag_c.weight_scale == scale).flatten()
+    for scale in torch.unique(weight_scale[~unseen]).tolist():
+        rows = torch.nonzero((weight_scale == scale) & ~unseen).flatten()
         result = explain_once(
             model.subset(rows), tuple(o[rows] for o in originals), output[rows],
             tuple((lo[rows], hi[rows]) for lo, hi in fine_bounds), float(scale), fine,
-            label=" (fine)", start=tuple(s[rows] for s in start),
+            label=" (fine)", start=tuple(s[rows] for s in start) if WARM_START else None,
         )
-        _scatter(result, rows, masks, perturbed, fine_losses, n)
+        _scatter(result.masks, result.perturbed, result.history, rows, masks, perturbed,
+                 fine_losses, n)
         passes[rows] += result.steps_run
         forward_passes[rows] += result.forward_passes
     losses = tuple(
         {f"coarse {k}": v for k, v in attempt.items()} for attempt in diag_c.losses
     ) + (fine_losses,)
-    diagnostics = dataclasses.replace(
-        diag_c,
+    if bool(unseen.any()):
+        rows = torch.nonzero(unseen).flatten()
+        warnings.warn(
+            f"coarse_to_fine={factor}: the model does not recognise {rows.numel()} of {n} "
+            "example(s) at the coarse resolution (score < 0.5 there, >= 0.5 at full "
+            "resolution); they are explained at full resolution with the whole schedule",
+            UserWarning,
+            stacklevel=4,
+        )
+        full_masks, full_perturbed, full = explain_with_search(
+            model.subset(rows), tuple(o[rows] for o in originals), output[rows],
+            tuple((bound_rows(lo, rows), bound_rows(hi, rows)) for lo, hi in bounds),
+            settings, search_steps=search_steps, search_factor=search_factor,
+        )
+        _scatter(full_masks, full_perturbed, {}, rows, masks, perturbed, {}, n)
+        passes[rows] += full.passes
+        forward_passes[rows] += full.forward_passes
+        attempts[rows] = full.attempts
+        kept[rows], weight_scale[rows] = full.kept_attempt, full.weight_scale
+        for attempt in full.losses:
+            widened: dict[str, Tensor] = {}
+            _scatter((), (), {f"full {k}": v for k, v in attempt.items()}, rows, (), (),
+                     widened, n)
+            losses = losses + (widened,)
+    diagnostics = Diagnostics(
         passes=passes,
         forward_passes=forward_passes,
-        score_before=model.score_of(output, torch.arange(n, device=output.device)),
+        attempts=attempts,
+        kept_attempt=kept,
+        weight_scale=weight_scale,
+        score_before=model.score_of(output, everything),
         score_after=_scores(model, perturbed, settings.phase1.batch_size),
         losses=losses,
     )
@@ -212,21 +255,24 @@ def _fine_settings(settings: PhaseSettings, factor: int) -> PhaseSettings:
 
 
 def _scatter(
-    result: Explanation,
+    new_masks: tuple[Tensor, ...],
+    new_perturbed: tuple[Tensor, ...],
+    history: dict[str, Tensor],
     rows: Tensor,
     masks: tuple[Tensor, ...],
     perturbed: tuple[Tensor, ...],
     losses: dict[str, Tensor],
     n: int,
 ) -> None:
-    """Write one weight scale's fine result into the full-batch outputs."""
-    for k in range(len(masks)):
-        masks[k][rows] = result.masks[k]
-        perturbed[k][rows] = result.perturbed[k]
-    for stage, history in result.history.items():
-        key = f"fine {stage}"
+    """Write the results of the examples ``rows`` into the full-batch outputs
+    (``history`` under a ``"fine "`` prefix unless its keys have one)."""
+    for k in range(len(new_masks)):
+        masks[k][rows] = new_masks[k]
+        perturbed[k][rows] = new_perturbed[k]
+    for stage, values in history.items():
+        key = stage if stage.startswith("full ") else f"fine {stage}"
         if key not in losses:
             losses[key] = torch.full(
-                (history.shape[0], n), float("nan"), dtype=history.dtype, device=history.device
+                (values.shape[0], n), float("nan"), dtype=values.dtype, device=values.device
             )
-        losses[key][:, rows] = history
+        losses[key][:, rows] = values

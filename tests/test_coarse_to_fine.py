@@ -135,3 +135,25 @@ def test_downsample_is_the_block_mean(h, w, factor, seed):
     np.testing.assert_allclose(downsample(x, factor).numpy(), ref, rtol=1e-12)
     up = upsample(downsample(x, factor), x).numpy()
     np.testing.assert_allclose(up, np.repeat(np.repeat(ref, factor, 2), factor, 3))
+
+
+def test_examples_unseen_at_the_coarse_scale_get_the_full_schedule():
+    """Block means of 4x4 hide a single bright pixel from the model: that example
+    is explained at full resolution (warning), the other on the fast path."""
+    x = _background(2)
+    x[0, 0, 9, 13] = 1.0
+    x[1, 0, 8:16, 16:24] = 0.9
+    model = AreaModel(bias=0.3).eval()
+    explainer = RegularizedAdversarial(model)
+    with pytest.warns(UserWarning, match="does not recognise 1 of 2"):
+        mask = explainer.attribute(x, target=1, bounds=(0.0, 1.0), coarse_to_fine=4,
+                                   search_steps=0)
+    assert torch.nonzero(mask[0, 0]).tolist() == [[9, 13]]
+    d = explainer.last_diagnostics
+    assert d is not None
+    assert bool((d.score_after < 0.5).all())
+    # example 0: the coarse schedule (nothing to destroy, no early stop) and the whole
+    # full-resolution one; example 1: coarse and fine (60 // 4 + 20 // 4 + 10 // 4)
+    assert d.passes.tolist() == [90 + 90, 90 + 15 + 5 + 2]
+    assert {"full phase 1", "fine phase 1"} <= set().union(*d.losses)
+    assert torch.isnan(d.losses[-1]["full phase 1"][:, 1]).all()

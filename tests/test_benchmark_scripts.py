@@ -1,0 +1,37 @@
+"""The device table builder (``benchmarks/gpu.py``) runs on the CPU with tiny sizes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_gpu_table_dry_run():
+    out = subprocess.run(
+        [sys.executable, "gpu.py", "--dry-run"], cwd=BENCHMARKS, capture_output=True,
+        text=True, timeout=600, check=True,
+    ).stdout
+    lines = out.strip().splitlines()
+    assert lines[1].startswith("| measurement") and "images/s" in lines[1]
+    rows = [line.split("|")[1].strip() for line in lines[3:]]
+    assert rows == [
+        "batch 1", "batch 2", "single 64x64", "single 64x64 c2f f=2", "single 128x128",
+        "single 128x128 c2f f=2",
+        "batch 2 bf16 off, compile off", "batch 2 bf16 off, compile on",
+        "batch 2 bf16 on, compile off", "batch 2 bf16 on, compile on",
+    ]
+    for line in lines[3:]:
+        passes, seconds, rate, peak = (float(c) for c in line.split("|")[2:6])
+        assert passes > 0 and seconds > 0 and rate > 0 and peak > 0
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("[!_]*.py")))
+def test_every_benchmark_takes_device(script):
+    out = subprocess.run([sys.executable, script, "--help"], cwd=BENCHMARKS,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "--device" in out
