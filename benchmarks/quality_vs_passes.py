@@ -12,8 +12,8 @@ side in one run:
   arguments of ``attribute``; numbers, ``True``/``False``/``None``).
 
 Passes are forward+backward passes of the model per example
-(``explainer.last_steps``, the weight search included) plus the forward-only
-evaluations (``explainer.last_forward_passes``), each counted as one pass.
+(``last_diagnostics.passes``, the weight search included) plus the forward-only
+evaluations (``last_diagnostics.forward_passes``), each counted as one pass.
 
 Usage::
 
@@ -72,10 +72,11 @@ def evaluate(
         m, j = explainer.attribute(x, target=1, bounds=(0.0, 1.0), return_perturbed=True, **kwargs)
         masks.append(m)
         perturbed.append(j)
-        forward_only = getattr(explainer, "last_forward_passes", torch.zeros_like(explainer.last_steps))
-        passes.append(explainer.last_steps + forward_only)
+        d = explainer.last_diagnostics
+        assert d is not None
+        passes.append((d.passes + d.forward_passes).cpu())
     seconds = (time.perf_counter() - start) / images.shape[0]
-    mask, j = torch.cat(masks), torch.cat(perturbed)
+    mask, j = torch.cat(masks).cpu(), torch.cat(perturbed)
     p = torch.cat(passes).double()
     ape = ape_d(model, images, j, target=1)
     return dict(
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--no-legacy", action="store_true", help="skip the legacy schedule")
     parser.add_argument("--no-default", action="store_true", help="skip the package defaults")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,6 +112,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for dataset in args.datasets:
         model, images, truth = positives(dataset, args.n)
+        model, images = model.to(args.device), images.to(args.device)
         baseline = None
         for name, kwargs in schedules:
             r = evaluate(model, images, truth, kwargs, args.batch_size)

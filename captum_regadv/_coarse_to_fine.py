@@ -10,8 +10,8 @@ one explanation of an image of :math:`H \times W` pixels runs in two stages:
    resolution, so this stage costs about ``steps / f**2`` full passes.
 2. **Fine.** At full resolution, phase 1, phase 2 and the refinement run again
    with ``steps // f``, ``phase2_steps // f`` and ``refine_steps // f``
-   updates, from the coarse change upsampled (nearest), and only inside the
-   coarse mask upsampled and dilated by ``f`` pixels: the neighbourhood
+   updates, from the coarse change upsampled (nearest), changing only the
+   elements of the coarse mask upsampled and dilated by ``f`` pixels:
 
    .. math::
 
@@ -20,13 +20,19 @@ one explanation of an image of :math:`H \times W` pixels runs in two stages:
        \qquad J = I \text{ outside } R
 
    (an example whose coarse mask is empty gets the whole input as ``R``).
-   An example the model does not recognise at the coarse resolution (score
-   below 0.5 there, at least 0.5 at full resolution) is explained at full
-   resolution with the whole schedule instead, with a warning.
-   Every element of ``R`` is optimised on its own, with the sparsity and
-   TV terms at full resolution, so the returned mask keeps single-pixel
-   detail: a 1-pixel object the coarse mask covers with a block of
-   :math:`f \times f` comes out as its own pixels.
+   Every element of ``R`` is optimised on its own, with the sparsity and TV
+   terms at full resolution, so the mask keeps single-pixel detail: a 1-pixel
+   object that the coarse mask covers with an :math:`f \times f` block comes
+   out as its own pixel. The warm start carries the size of the coarse
+   change: the fine stage's few steps of at most ``lr`` each could not build
+   it from :math:`I` (a 0.8 change needs 16 phase-2 steps).
+
+An example the model does not recognise at the coarse resolution (score
+below 0.5 there, at least 0.5 at full resolution) is explained at full
+resolution with the whole schedule instead, with a warning. An example the
+coarse stage explains but the fine stage leaves classified gets a warning:
+the coarse mask missed what the model uses at full resolution (a model that
+is not scale invariant), and the plain path is the better choice for it.
 
 The coarse stage needs a model that accepts the smaller inputs (a fully
 convolutional network, as the benchmark CNN) and sees the evidence at that
@@ -56,8 +62,6 @@ from .scores import Score, TargetType
 
 __all__ = ["check_coarse_to_fine", "explain_coarse_to_fine", "downsample", "upsample"]
 
-#: start the fine stage from the upsampled coarse change (else from ``I``)
-WARM_START = True
 
 _POOL = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -170,12 +174,11 @@ def explain_coarse_to_fine(
         coarse_model, coarse, coarse_out, coarse_bounds, coarse_settings,
         search_steps=search_steps, search_factor=search_factor,
     )
-    region, start, fine_bounds = [], [], []
+    start, fine_bounds = [], []
     for o, m, j, c, (lo, hi) in zip(originals, masks_c, perturbed_c, coarse, bounds):
         up = upsample(m, o)
         empty = ~up.flatten(1).any(1)
         r = _dilate(up, factor) | empty.view((-1,) + (1,) * (o.dim() - 1))
-        region.append(r)
         start.append(torch.minimum(torch.maximum(o + upsample(j - c, o), lo), hi))
         fine_bounds.append((torch.where(r, lo, o), torch.where(r, hi, o)))
     fine = _fine_settings(settings, factor)
@@ -195,7 +198,7 @@ def explain_coarse_to_fine(
         result = explain_once(
             model.subset(rows), tuple(o[rows] for o in originals), output[rows],
             tuple((lo[rows], hi[rows]) for lo, hi in fine_bounds), float(scale), fine,
-            label=" (fine)", start=tuple(s[rows] for s in start) if WARM_START else None,
+            label=" (fine)", start=tuple(t[rows] for t in start),
         )
         _scatter(result.masks, result.perturbed, result.history, rows, masks, perturbed,
                  fine_losses, n)
@@ -228,6 +231,17 @@ def explain_coarse_to_fine(
             _scatter((), (), {f"full {k}": v for k, v in attempt.items()}, rows, (), (),
                      widened, n)
             losses = losses + (widened,)
+    score_after = _scores(model, perturbed, settings.phase1.batch_size)
+    lost = int(((score_after >= 0.5) & (diag_c.score_after < 0.5) & ~unseen).sum())
+    if lost and score != "identity":
+        warnings.warn(
+            f"coarse_to_fine={factor}: for {lost} of {n} example(s) the fine stage left "
+            "the class (score >= 0.5) that the coarse stage destroyed: the coarse mask "
+            "does not hold the evidence the model uses at full resolution (a model that is "
+            "not scale invariant); explain them without coarse_to_fine",
+            UserWarning,
+            stacklevel=4,
+        )
     diagnostics = Diagnostics(
         passes=passes,
         forward_passes=forward_passes,
@@ -235,7 +249,7 @@ def explain_coarse_to_fine(
         kept_attempt=kept,
         weight_scale=weight_scale,
         score_before=model.score_of(output, everything),
-        score_after=_scores(model, perturbed, settings.phase1.batch_size),
+        score_after=score_after,
         losses=losses,
     )
     return masks, perturbed, diagnostics

@@ -157,3 +157,24 @@ def test_examples_unseen_at_the_coarse_scale_get_the_full_schedule():
     assert d.passes.tolist() == [90 + 90, 90 + 15 + 5 + 2]
     assert {"full phase 1", "fine phase 1"} <= set().union(*d.losses)
     assert torch.isnan(d.losses[-1]["full phase 1"][:, 1]).all()
+
+
+class _FullResolutionOnly(AreaModel):
+    """An AreaModel that also reads a corner, but only at 32x32: not scale invariant."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = super().forward(x)
+        if x.shape[-1] == 32:
+            out[:, 1] = out[:, 1] + 400.0 * x[:, 0, :2, :2].flatten(1).mean(1)
+        return out
+
+
+def test_a_coarse_mask_that_misses_the_full_resolution_evidence_is_reported():
+    x = _background()
+    x[0, 0, 8:16, 16:24] = 0.9
+    x[0, 0, :2, :2] = 0.09  # below the threshold: invisible to the area term
+    explainer = RegularizedAdversarial(_FullResolutionOnly(bias=3.0).eval())
+    with pytest.warns(UserWarning, match="fine stage left the class"):
+        mask = explainer.attribute(x, target=1, bounds=(0.0, 1.0), coarse_to_fine=2,
+                                   search_steps=0)
+    assert not bool(mask[0, 0, :2, :2].any())  # outside the coarse mask's neighbourhood
