@@ -14,7 +14,8 @@ the default schedule (60 + 20 + 10 steps, 8 refinement candidates;
 * ``batch 32 bf16/compile``: the batch-32 row again with the model's forward
   under ``torch.autocast(dtype=torch.bfloat16)`` and/or ``torch.compile``
   (the attribution itself stays in float32: the wrapper returns float32
-  logits), each switch on and off.
+  logits), each switch on and off; these rows are timed after one
+  identical warm-up call (compilation excluded).
 
 Peak memory is ``torch.cuda.max_memory_allocated`` per row on CUDA; on the
 CPU it is the process's ``ru_maxrss`` so far (monotonic: an upper bound for
@@ -91,13 +92,18 @@ def _peak(device: torch.device) -> float:
 
 
 def measure(name: str, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-            cfg: Config, *, chunk: Optional[int] = None, factor: Optional[int] = None) -> Row:
-    """One timed ``attribute`` call (after a small warm-up call)."""
+            cfg: Config, *, chunk: Optional[int] = None, factor: Optional[int] = None,
+            full_warmup: bool = False) -> Row:
+    """One timed ``attribute`` call, after a small warm-up call (or, with
+    ``full_warmup``, the same call: ``torch.compile`` compiles per shape)."""
     device = x.device
     explainer = RegularizedAdversarial(forward)
     kwargs = dict(target=1, bounds=(0.0, 1.0), steps=cfg.steps, phase2_steps=cfg.phase2_steps,
                   refine_steps=cfg.refine_steps, search_steps=0, internal_batch_size=chunk)
-    explainer.attribute(x[:1, ..., :64, :64], **{**kwargs, "steps": 2, "phase2_steps": 1})
+    if full_warmup:
+        explainer.attribute(x, coarse_to_fine=factor, **kwargs)
+    else:
+        explainer.attribute(x[:1, ..., :64, :64], **{**kwargs, "steps": 2, "phase2_steps": 1})
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -112,6 +118,9 @@ def measure(name: str, forward: Callable[[torch.Tensor], torch.Tensor], x: torch
 
 
 def build_table(device: torch.device, cfg: Config) -> list[Row]:
+    # the batch shrinks as examples stop, chunks differ, and grad mode toggles
+    # between the optimisation and the scoring passes: each is a recompile
+    torch._dynamo.config.recompile_limit = 64  # type: ignore[attr-defined]
     model = model_on(device)
     rows = []
     for b in cfg.batches:
@@ -134,7 +143,8 @@ def build_table(device: torch.device, cfg: Config) -> list[Row]:
                 )
             name = (f"batch {cfg.switch_batch} bf16 {'on' if bf16 else 'off'}, "
                     f"compile {'on' if compiled else 'off'}")
-            rows.append(measure(name, forward, x, cfg, chunk=cfg.switch_batch))
+            rows.append(measure(name, forward, x, cfg, chunk=cfg.switch_batch,
+                                full_warmup=True))
     return rows
 
 

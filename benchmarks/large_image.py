@@ -6,7 +6,8 @@
 For every size, a positive synthetic mammogram of that size (the lesion
 generator, seed 1; lesions scale with the image, micro-calcifications stay
 1-2 pixels) is explained by the benchmark CNN (``--model lesions``: the
-trained lesion model from the cache, ``untrained``: seeded random weights),
+trained lesion model from the cache; ``untrained``: seeded random weights
+and a seeded uniform image, for timing only),
 once on the plain path and once with ``coarse_to_fine=--factor``. Each run is
 a fresh subprocess, so its peak memory is its own: ``ru_maxrss`` of the
 child (CPU; it includes the Python process and the model, about 0.3 GiB) or
@@ -27,7 +28,7 @@ import sys
 import time
 
 import torch
-from _common import model_on, parser, setup
+from _common import batch, model_on, parser, setup
 
 from captum_regadv import RegularizedAdversarial, ape_d
 
@@ -41,7 +42,9 @@ def _model(kind: str, device: torch.device) -> torch.nn.Module:
     return model.to(device).eval()
 
 
-def _image(size: int, device: torch.device) -> torch.Tensor:
+def _image(size: int, device: torch.device, kind: str) -> torch.Tensor:
+    if kind == "untrained":  # no generator time: a seeded uniform image
+        return batch(1, size, device)
     from captum_regadv.benchmark.datasets import make_dataset
 
     return make_dataset("lesions", 1, size=size, positive_fraction=1.0, seed=1).images.to(device)
@@ -50,7 +53,7 @@ def _image(size: int, device: torch.device) -> torch.Tensor:
 def child(args: argparse.Namespace) -> dict[str, float]:
     device = setup(args)
     model = _model(args.model, device)
-    x = _image(args.child, device)
+    x = _image(args.child, device, args.model)
     factor = None if args.child_factor == 0 else args.child_factor
     explainer = RegularizedAdversarial(model)
     explainer.attribute(x[..., :64, :64], target=1, steps=2, phase2_steps=1)  # warm-up
