@@ -79,7 +79,7 @@ def evaluate(
         passes.append(explainer.last_diagnostics.passes)
         forwards.append(explainer.last_diagnostics.forward_passes)
     seconds = (time.perf_counter() - start) / images.shape[0]
-    mask, j = torch.cat(masks), torch.cat(perturbed)
+    mask, j = torch.cat(masks).cpu(), torch.cat(perturbed)
     p = torch.cat(passes).double()
     ape = ape_d(model, images, j, target=1)
     return dict(
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--no-legacy", action="store_true", help="skip the legacy schedule")
     parser.add_argument("--no-default", action="store_true", help="skip the package defaults")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,6 +119,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for dataset in args.datasets:
         model, images, truth = positives(dataset, args.n)
+        model, images = model.to(args.device), images.to(args.device)
         baseline = None
         for name, kwargs in schedules:
             r = evaluate(model, images, truth, kwargs, args.batch_size)

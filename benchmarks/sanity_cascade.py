@@ -159,12 +159,14 @@ def main() -> None:
     p.add_argument("--mp-steps", type=int, default=150)
     p.add_argument("--threshold", type=float, default=0.5, help="pass: final mean rank correlation below this")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", type=Path, default=Path("results/sanity_cascade.png"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     model, _ = load_or_train(TrainConfig("lesions"))
     x = positives(model, args.n, args.crop)
+    model, x = model.to(args.device), x.to(args.device)
     types = dict(model.named_modules())
     print(
         f"lesion CNN, {x.shape[0]} validation positives {tuple(x.shape[1:])}, "

@@ -84,9 +84,11 @@ def explain_once(
     weight_scale: float,
     settings: PhaseSettings,
     label: str = "",
+    start: Optional[tuple[Tensor, ...]] = None,
 ) -> Explanation:
     """Phases 1 and 2 (and the refinement) with the regularisers' weights times
-    ``weight_scale``; ``label`` names the progress bars."""
+    ``weight_scale``; ``label`` names the progress bars; ``start``, if given,
+    is phase 1's starting ``J`` (the coarse-to-fine path's warm start)."""
     s = settings
     sparsity_weight = s.sparsity_weight * weight_scale
     tv_weight = s.tv_weight * weight_scale
@@ -119,7 +121,8 @@ def explain_once(
     def project(params: tuple[Tensor, ...], rows: Tensor) -> None:
         project_into(params, rows, bounds, originals)
 
-    start = originals if s.mode == "destroy" else _preserve_start(originals, bounds, s.epsilon)
+    if start is None:
+        start = originals if s.mode == "destroy" else _preserve_start(originals, bounds, s.epsilon)
     bar = (lambda name: f"{name}{label}") if s.show_progress else (lambda name: None)
     phase1 = minimize_per_example(
         start, phase1_loss, project, s.phase1, progress=bar("phase 1"), keep_best=False

@@ -76,6 +76,16 @@ def _scores(model: ScoredModel, inputs: tuple[Tensor, ...], chunk: int | None) -
     return model.score_of(out, torch.arange(out.shape[0], device=out.device))
 
 
+def _passes_per_run(settings: PhaseSettings) -> int:
+    """Forward+backward passes of one explanation of one example (no early stop)."""
+    refines = (
+        settings.refine_fractions and settings.refine_rounds and settings.phase2.steps
+        and settings.mode == "destroy"
+    )
+    refine = settings.refine_rounds * (1 + settings.refine_steps) if refines else 0
+    return settings.phase1.steps + settings.phase2.steps + refine
+
+
 def _widen(history: Tensor, rows: Tensor, n: int) -> Tensor:
     """A ``steps x len(rows)`` history as ``steps x n``, NaN for other examples."""
     full = torch.full((history.shape[0], n), float("nan"), dtype=history.dtype,
@@ -124,7 +134,11 @@ def explain_with_search(
             scale,
             settings if settings.groups is None
             else dataclasses.replace(settings, groups=settings.groups.rows(failed)),
-            label=f" (weight search {attempt}/{search_steps}: weights x{scale:g})",
+            label=(
+                f" (weight search {attempt}/{search_steps}: weights x{scale:g}, "
+                f"{failed.numel()} of {n} example(s) again, "
+                f"+{_passes_per_run(settings)} passes each)"
+            ),
         )
         new = _scores(sub_model, again.perturbed, chunk)
         improved = new < scores[failed]

@@ -61,6 +61,7 @@ from ._boundary import (
     warn_if_training,
 )
 from ._captum import MaskAttribution, log_usage
+from ._coarse_to_fine import check_coarse_to_fine, explain_coarse_to_fine
 from ._forward import ScoredModel
 from ._groups import FeatureMask, resolve_groups
 from ._objectives import MODES, OBJECTIVES, Mode, Objective
@@ -155,6 +156,7 @@ class RegularizedAdversarial(MaskAttribution):
         patience: Optional[int] = None,
         rel_tol: float = 1e-3,
         internal_batch_size: Optional[int] = None,
+        coarse_to_fine: Optional[int] = None,
         show_progress: bool = False,
         attribution: Attribution = "mask",
         return_perturbed: bool = False,
@@ -282,8 +284,19 @@ class RegularizedAdversarial(MaskAttribution):
                 reassociation (the last bits), not bit for bit, and the masks
                 may differ on elements whose change lies at the threshold
                 ``epsilon``. The same value gives bit-identical results.
-            show_progress: show a tqdm progress bar per stage (and per
-                weight-search attempt, labelled with its weight scale).
+            coarse_to_fine: ``None`` (default) or a downsampling factor
+                ``f >= 2`` for large images: explain the inputs averaged over
+                ``f x f`` blocks first (all steps, about ``1/f**2`` of the
+                cost each), then run ``steps // f``, ``phase2_steps // f`` and
+                ``refine_steps // f`` updates at full resolution, warm-started
+                from the coarse change and restricted to the coarse mask
+                dilated by ``f`` pixels (:mod:`captum_regadv._coarse_to_fine`;
+                single-pixel detail stays possible). Destroy mode, no
+                ``feature_mask``, image/volume/sequence inputs, and a model
+                that accepts the smaller inputs (fully convolutional).
+            show_progress: show a tqdm progress bar per stage and per
+                weight-search attempt, labelled with the attempt and its
+                weight scale, counting the attempt's forward+backward passes.
             attribution: ``"mask"`` (default): the 0/1 mask of eq. 14 (after
                 the refinement). ``"change"``: a continuous attribution for
                 ranking metrics, heat maps and Quantus, :math:`|J - I|` of the
@@ -341,6 +354,10 @@ class RegularizedAdversarial(MaskAttribution):
         dims = resolve_tv_dims(tv_dims, inputs_tuple)
         value_bounds = resolve_bounds(bounds, inputs_tuple)
         groups = resolve_groups(feature_mask, inputs_tuple)
+        if coarse_to_fine is not None:
+            check_coarse_to_fine(
+                coarse_to_fine, inputs_tuple, mode=mode, grouped=feature_mask is not None
+            )
         warn_if_training(self.forward_func)
 
         originals = tuple(t.detach() for t in inputs_tuple)
@@ -379,11 +396,19 @@ class RegularizedAdversarial(MaskAttribution):
                 differentiable=True,
             )
             search = search_steps if mode == "destroy" and model.score != "identity" else 0
-            masks, perturbed, diagnostics = explain_with_search(
-                model, originals, output, value_bounds, settings,
-                search_steps=search if phase2_steps > 0 else 0,
-                search_factor=float(search_factor),
-            )
+            if coarse_to_fine is None:
+                masks, perturbed, diagnostics = explain_with_search(
+                    model, originals, output, value_bounds, settings,
+                    search_steps=search if phase2_steps > 0 else 0,
+                    search_factor=float(search_factor),
+                )
+            else:
+                masks, perturbed, diagnostics = explain_coarse_to_fine(
+                    self.forward_func, model.additional_args, target, score, model,
+                    originals, output, value_bounds, settings, factor=coarse_to_fine,
+                    search_steps=search if phase2_steps > 0 else 0,
+                    search_factor=float(search_factor),
+                )
         self.last_diagnostics = diagnostics
         _warn_if_large(masks, mode)
         if attribution == "mask":
