@@ -5,6 +5,7 @@ one thread. Run: python benchmarks/mp_default_objective.py (about 2 minutes)."""
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -14,13 +15,17 @@ from captum_regadv.benchmark.model import TrainConfig, load_or_train, predict_pr
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     config = TrainConfig("lesions")
     model, _ = load_or_train(config)
     val = config.val_data()
     probs = predict_proba(model, val.images)
     chosen = torch.nonzero((val.labels == 1) & (probs > 0.5)).flatten()[:16]
-    x = val.images[chosen]
+    model = model.to(args.device)
+    x = val.images[chosen].to(args.device)
     print("images", tuple(x.shape), "p > 0.99:", int((probs[chosen] > 0.99).sum()))
     for objective in ("score", "log_odds"):
         start = time.perf_counter()

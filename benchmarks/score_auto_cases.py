@@ -4,6 +4,7 @@ one-logit classifier with target=None. Run: python benchmarks/score_auto_cases.p
 
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -17,14 +18,19 @@ from test_model_kinds import inputs, one_logit_model, softmax_model  # noqa: E40
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    device = parser.parse_args().device
     warnings.simplefilter("ignore")
     x, truth = inputs()
+    x, truth = x.to(device), truth.to(device)
     cases = [
         ("softmax model, score='softmax' (old default)", softmax_model(), dict(target=1, score="softmax")),
         ("softmax model, defaults (score='auto')", softmax_model(), dict(target=1)),
         ("one-logit model, defaults, target=None", one_logit_model(), dict()),
     ]
     for name, model, kw in cases:
+        model = model.to(device)
         mask, j = RegularizedAdversarial(model).attribute(
             x, bounds=(0.0, 1.0), return_perturbed=True, **kw
         )

@@ -318,8 +318,8 @@ def plot_convergence(
         >>> _ = explainer.attribute(torch.rand(2, 1, 2, 2), target=1, steps=5,
         ...                         phase2_steps=3, search_steps=0)
         >>> fig = plot_convergence(explainer.last_diagnostics)
-        >>> len(fig.axes[0].lines)  # 2 examples x 3 stages
-        6
+        >>> len(fig.axes[0].lines)  # 2 examples x 5 stages (phases 1, 2, 3 refinement rounds)
+        10
     """
     if not isinstance(diagnostics, Diagnostics):
         raise TypeError(

@@ -205,7 +205,7 @@ def test_pointing_game_sums_channels_and_default_tolerance():
         (dict(blur_sigma=0.0), ValueError, "blur_sigma"),
         (dict(internal_batch_size=0), ValueError, "internal_batch_size"),
         (dict(seed=-1), ValueError, "seed"),
-        (dict(score="probability"), ValueError, "score"),
+        (dict(score="logits"), ValueError, "score"),
     ],
 )
 def test_curve_validation_names_the_argument(kwargs, error, match):
