@@ -250,8 +250,11 @@ _SHARED_ARGS = r"""
             elements. Default 5 (Petsiuk et al.).
         absolute: rank by :math:`|a|` instead of :math:`a`. Default False.
         seed: seed of the tie-breaking order. Default 0.
-        score: ``"softmax"`` (default), ``"sigmoid"`` or ``"identity"``
-            (the AUC is in ``[0, 1]`` only for the first two).
+        score: how the output becomes the class probability, as in the
+            methods: ``"auto"`` (default; decided from the output on the
+            original inputs), ``"softmax"``, ``"probability"``,
+            ``"sigmoid"`` or ``"identity"`` (the AUC is in ``[0, 1]`` for
+            all but ``"identity"``).
         internal_batch_size: curve points per forward pass (default all
             :math:`N (K + 1)` at once).
         return_curve: also return the fractions :math:`x` ``(K + 1,)`` and
@@ -275,7 +278,7 @@ def deletion_auc(
     blur_sigma: float = 5.0,
     absolute: bool = False,
     seed: int = 0,
-    score: Score = "softmax",
+    score: Score = "auto",
     internal_batch_size: Optional[int] = None,
     return_curve: bool = False,
 ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
@@ -317,7 +320,7 @@ def insertion_auc(
     blur_sigma: float = 5.0,
     absolute: bool = False,
     seed: int = 0,
-    score: Score = "softmax",
+    score: Score = "auto",
     internal_batch_size: Optional[int] = None,
     return_curve: bool = False,
 ) -> Union[Tensor, tuple[Tensor, Tensor, Tensor]]:
