@@ -17,7 +17,8 @@ from .mask_rules import (
 from .meaningful_perturbation import MeaningfulPerturbation, deletion_reference
 from ._optimization import short_memory_adam
 from .metrics import APEComponents, ape_d, ape_s, cc_hit_rate
-from .ranking_metrics import deletion_auc, insertion_auc, pointing_game
+from .pointing import pointing_game
+from .ranking_metrics import deletion_auc, insertion_auc
 from .regularized_adversarial import RegularizedAdversarial
 from ._weight_search import Diagnostics
 

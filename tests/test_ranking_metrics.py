@@ -11,7 +11,8 @@ from scipy import ndimage
 
 from captum_regadv import deletion_auc, insertion_auc, pointing_game
 from captum_regadv.perturbations import gaussian_blur
-from captum_regadv.ranking_metrics import default_tolerance, ranking_order
+from captum_regadv.pointing import default_tolerance
+from captum_regadv.ranking_metrics import ranking_order
 
 H = W = 4
 N_EL = H * W

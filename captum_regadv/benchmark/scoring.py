@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from ..metrics import APEComponents, ape_d, ape_s, cc_hit_rate
-from ..ranking_metrics import deletion_auc, insertion_auc, pointing_game
+from ..pointing import pointing_game
+from ..ranking_metrics import deletion_auc, insertion_auc
 
 __all__ = [
     "MethodRow", "MethodOutput", "RankingScores", "score_row", "ranking_scores", "with_better_on",
