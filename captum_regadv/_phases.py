@@ -15,12 +15,13 @@ import torch
 from torch import Tensor
 
 from ._forward import ScoredModel
+from ._components import prune_components
 from ._groups import Groups
-from ._objectives import Mode, Objective, classification_term, project_into, reference_value
+from ._objectives import Mode, Objective, project_into, reference_value
 from ._optimization import LoopSettings, minimize_per_example
+from ._phase1_loss import Phase1Loss, support
 from ._refinement import refine
 from ._restricted import attack_within_mask
-from .perturbations import soft_support, total_variation
 
 __all__ = ["PhaseSettings", "Explanation", "explain_once"]
 
@@ -44,36 +45,24 @@ class PhaseSettings:
     refine_steps: int
     phase2_start: str
     show_progress: bool
+    release_weight: float = 0.0
+    dual_step: float = 1.0
+    dual_warmup: int = 0
+    refine_components: int = 0
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """Masks (boolean), ``J``, passes per example ``(N,)`` and the loss histories
-    (``(steps + 1) x N`` per stage: ``"phase 1"``, ``"phase 2"``, ``"refinement 1"``, ...)."""
+    """Masks (boolean), ``J``, passes per example ``(N,)``, the loss histories
+    (``(steps + 1) x N`` per stage: ``"phase 1"``, ``"phase 2"``, ``"refinement 1"``, ...)
+    and phase 1's final multiplier :math:`\\lambda` per example ``(N,)``."""
 
     masks: tuple[Tensor, ...]
     perturbed: tuple[Tensor, ...]
     steps_run: Tensor
     forward_passes: Tensor
     history: dict[str, Tensor]
-
-
-def support(
-    originals: tuple[Tensor, ...],
-    perturbed: tuple[Tensor, ...],
-    groups: Optional[Groups],
-    gamma: float,
-    epsilon: float,
-) -> tuple[tuple[Tensor, ...], Optional[Tensor]]:
-    """The soft support per element (eq. 11; per group, broadcast, with
-    ``groups``) and, with groups, the ``N x G`` values per group."""
-    if groups is None:
-        return tuple(
-            soft_support(o, j, gamma=gamma, epsilon=epsilon) for o, j in zip(originals, perturbed)
-        ), None
-    change = groups.mean(tuple((o - j).abs() for o, j in zip(originals, perturbed)))
-    per_group = torch.tanh(0.5 * gamma * (change - epsilon))
-    return groups.expand(per_group, originals), per_group
+    multiplier: Tensor
 
 
 def explain_once(
@@ -90,33 +79,16 @@ def explain_once(
     ``weight_scale``; ``label`` names the progress bars; ``start``, if given,
     is phase 1's starting ``J`` (the coarse-to-fine path's warm start)."""
     s = settings
-    sparsity_weight = s.sparsity_weight * weight_scale
-    tv_weight = s.tv_weight * weight_scale
-    n_elements = sum(t[0].numel() for t in originals)
     reference = reference_value(model, output, s.objective) if s.mode == "preserve" else None
-    sign = 1.0 if s.mode == "destroy" else -1.0
-
-    def phase1_loss(params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
-        out = model.output(params, rows)
-        ref = None if reference is None else reference[rows]
-        loss = classification_term(
-            model, out, rows, mode=s.mode, objective=s.objective, reference=ref
-        )
-        groups = None if s.groups is None else s.groups.rows(rows)
-        sup, per_group = support(
-            tuple(o[rows] for o in originals), params, groups, s.gamma, s.epsilon
-        )
-        if sparsity_weight:
-            if groups is None or per_group is None:
-                total = sum(t.flatten(1).sum(1) for t in sup)
-            else:
-                total = (groups.sizes(per_group.shape[0], per_group.dtype) * per_group).sum(1)
-            loss = loss + (sign * sparsity_weight / n_elements) * total
-        if tv_weight:
-            for t, d in zip(sup, s.dims):
-                if d:
-                    loss = loss + (tv_weight / n_elements) * total_variation(t, d)
-        return loss
+    phase1_loss = Phase1Loss(
+        model, originals,
+        sparsity_weight=s.sparsity_weight * weight_scale,
+        tv_weight=s.tv_weight * weight_scale,
+        release_weight=s.release_weight,
+        gamma=s.gamma, epsilon=s.epsilon, dims=s.dims, groups=s.groups,
+        mode=s.mode, objective=s.objective, reference=reference,
+        dual_step=s.dual_step, warmup=s.dual_warmup,
+    )
 
     def project(params: tuple[Tensor, ...], rows: Tensor) -> None:
         project_into(params, rows, bounds, originals)
@@ -136,7 +108,9 @@ def explain_once(
         perturbed = originals if s.mode == "destroy" else tuple(
             torch.where(m, o, j) for m, o, j in zip(masks, originals, phase1.best)
         )
-        return Explanation(masks, perturbed, steps_run, forward_passes, history)
+        return Explanation(
+            masks, perturbed, steps_run, forward_passes, history, phase1_loss.multiplier
+        )
     from_phase1 = s.mode == "preserve" or s.phase2_start == "phase1"
     phase2 = attack_within_mask(
         model, originals, masks, bounds, s.phase2, mode=s.mode, objective=s.objective,
@@ -157,8 +131,14 @@ def explain_once(
         history.update(refined.history)
         steps_run = steps_run + refined.passes
         forward_passes = forward_passes + refined.forward_passes
+        masks, perturbed, pruned = prune_components(
+            model, originals, masks, perturbed, count=s.refine_components, dims=s.dims,
+            chunk=s.phase2.batch_size,
+        )
+        forward_passes = forward_passes + pruned
     return Explanation(
-        masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes, history
+        masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes, history,
+        phase1_loss.multiplier,
     )
 
 

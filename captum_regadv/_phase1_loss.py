@@ -1,0 +1,159 @@
+r"""Phase 1's loss (eq. 13 and what this package adds to it), with the per-example multiplier.
+
+For example :math:`n` at step :math:`t`, with :math:`N` elements per example,
+:math:`S` the soft support (eq. 11) and :math:`c` the classification term
+(:func:`~captum_regadv._objectives.classification_term`):
+
+.. math::
+
+    E_n(J) = \lambda_n^{(t)}\, c(J) + \frac{\alpha}{N}\sum_x S(x)
+             + \frac{\rho\,\alpha}{N} \sum_x \log\!\Big(1 + \frac{|I(x) - J(x)|}{\varepsilon}\Big)
+             + \frac{\beta}{N}\, TV(S).
+
+**The release term** (weight :math:`\rho`, ``release_weight``; destroy mode).
+:math:`S` saturates once :math:`|I - J|` is a few :math:`1/\gamma` above
+:math:`\varepsilon`: its gradient then vanishes, and an element that phase 1
+recruited early stays in the mask whether the attack still needs it or not.
+The log penalty (the concave surrogate of :math:`L_0` behind iteratively
+reweighted :math:`\ell_1`, Candes, Wakin & Boyd 2008) keeps a pull of
+:math:`\rho\alpha / (N(\varepsilon + |I - J|))` towards :math:`I` on every
+changed element, so the elements the classification term does not hold are
+released. With groups it acts on each group's mean change, times the group's
+size.
+
+**The multiplier** :math:`\lambda_n` (dual ascent on "class destroyed",
+destroy mode, replacing the restart weight search): it starts at 1; after the
+first ``warmup`` steps, it is multiplied by ``dual_step`` after every step on
+which the class survives (:math:`M(J)_n \ge 0.5`) and divided by it (never
+below 1) after every step on which it does not. An example that the
+regularisers would leave classified gets a larger classification weight
+within the same run, and only as large as it needs; an example destroyed
+before ``warmup`` never sees :math:`\lambda_n \ne 1`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ._forward import ScoredModel
+from ._groups import Groups
+from ._objectives import Mode, Objective, classification_term
+from .perturbations import soft_support, total_variation
+
+__all__ = ["Phase1Loss", "support"]
+
+
+def support(
+    originals: tuple[Tensor, ...],
+    perturbed: tuple[Tensor, ...],
+    groups: Optional[Groups],
+    gamma: float,
+    epsilon: float,
+) -> tuple[tuple[Tensor, ...], Optional[Tensor]]:
+    """The soft support per element (eq. 11; per group, broadcast, with
+    ``groups``) and, with groups, the ``N x G`` values per group."""
+    if groups is None:
+        return tuple(
+            soft_support(o, j, gamma=gamma, epsilon=epsilon) for o, j in zip(originals, perturbed)
+        ), None
+    change = groups.mean(tuple((o - j).abs() for o, j in zip(originals, perturbed)))
+    per_group = torch.tanh(0.5 * gamma * (change - epsilon))
+    return groups.expand(per_group, originals), per_group
+
+
+class Phase1Loss:
+    """``(params, rows) -> (len(rows),)`` phase-1 losses, for
+    :func:`~captum_regadv._optimization.minimize_per_example`.
+
+    Every call with gradients enabled is one optimisation step of the
+    examples ``rows``, and updates their multiplier after the loss is formed
+    (the call without gradients that evaluates the last iterate does not).
+    :attr:`multiplier` holds :math:`\\lambda` per example ``(N,)``.
+    """
+
+    def __init__(
+        self,
+        model: ScoredModel,
+        originals: tuple[Tensor, ...],
+        *,
+        sparsity_weight: float,
+        tv_weight: float,
+        release_weight: float,
+        gamma: float,
+        epsilon: float,
+        dims: tuple[tuple[int, ...], ...],
+        groups: Optional[Groups],
+        mode: Mode,
+        objective: Objective,
+        reference: Optional[Tensor],
+        dual_step: float,
+        warmup: int,
+    ) -> None:
+        self.model, self.originals = model, originals
+        self.sparsity_weight, self.tv_weight = sparsity_weight, tv_weight
+        self.gamma, self.epsilon, self.dims, self.groups = gamma, epsilon, dims, groups
+        self.mode, self.objective, self.reference = mode, objective, reference
+        destroy = mode == "destroy"
+        self.release_weight = release_weight if destroy and epsilon > 0 else 0.0
+        self.dual_step = dual_step if destroy and model.score != "identity" else 1.0
+        self.warmup = warmup
+        self.n_elements = sum(t[0].numel() for t in originals)
+        n, device = originals[0].shape[0], originals[0].device
+        self.multiplier = torch.ones(n, dtype=originals[0].dtype, device=device)
+        self._steps = torch.zeros(n, dtype=torch.long, device=device)
+        # c(J) >= this  <=>  M(J)_i >= 0.5 (softplus of the log-odds, or the score)
+        self._alive_at = math.log(2.0) if objective == "log_odds" else 0.5
+
+    def __call__(self, params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
+        out = self.model.output(params, rows)
+        ref = None if self.reference is None else self.reference[rows]
+        cls = classification_term(
+            self.model, out, rows, mode=self.mode, objective=self.objective, reference=ref
+        )
+        loss = self.multiplier[rows] * cls + self._regularisers(params, rows)
+        if torch.is_grad_enabled() and self.dual_step != 1.0:
+            self._update(cls.detach(), rows)
+        return loss
+
+    def _regularisers(self, params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
+        originals = tuple(o[rows] for o in self.originals)
+        groups = None if self.groups is None else self.groups.rows(rows)
+        sup, per_group = support(originals, params, groups, self.gamma, self.epsilon)
+        sign = 1.0 if self.mode == "destroy" else -1.0
+        scale = self.sparsity_weight / self.n_elements
+        total = torch.zeros(rows.numel(), dtype=params[0].dtype, device=params[0].device)
+        if self.sparsity_weight:
+            if groups is None or per_group is None:
+                total = total + sign * scale * sum(t.flatten(1).sum(1) for t in sup)
+            else:
+                sizes = groups.sizes(per_group.shape[0], per_group.dtype)
+                total = total + sign * scale * (sizes * per_group).sum(1)
+        if self.sparsity_weight and self.release_weight:
+            total = total + self.release_weight * scale * self._release(originals, params, groups)
+        if self.tv_weight:
+            for t, d in zip(sup, self.dims):
+                if d:
+                    total = total + (self.tv_weight / self.n_elements) * total_variation(t, d)
+        return total
+
+    def _release(
+        self, originals: tuple[Tensor, ...], params: tuple[Tensor, ...], groups: Optional[Groups]
+    ) -> Tensor:
+        """:math:`\\sum_x \\log(1 + |I - J| / \\varepsilon)` per example (per group with groups)."""
+        change = tuple((o - j).abs() for o, j in zip(originals, params))
+        if groups is None:
+            return sum(torch.log1p(c / self.epsilon).flatten(1).sum(1) for c in change)
+        mean = groups.mean(change)
+        return (groups.sizes(mean.shape[0], mean.dtype) * torch.log1p(mean / self.epsilon)).sum(1)
+
+    def _update(self, cls: Tensor, rows: Tensor) -> None:
+        self._steps[rows] += 1
+        alive = cls >= self._alive_at
+        active = self._steps[rows] > self.warmup
+        current = self.multiplier[rows]
+        raised = torch.where(alive, current * self.dual_step, current / self.dual_step)
+        self.multiplier[rows] = torch.where(active, raised.clamp(min=1.0), current)
