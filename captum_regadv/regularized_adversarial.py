@@ -58,11 +58,9 @@ from ._forward import ScoredModel
 from ._groups import FeatureMask
 from ._objectives import Mode, Objective
 from ._optimization import OptimizerClass
-from ._regadv_call import (  # noqa: F401  (re-exported: public constants)
-    ATTRIBUTIONS,
+from ._regadv_call import (  # LARGE_MASK, PHASE2_LR_FACTOR: re-exported
     LARGE_MASK,
     PHASE2_LR_FACTOR,
-    PHASE2_STARTS,
     Attribution,
     format_result,
     prepare_call,
