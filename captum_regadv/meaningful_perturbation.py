@@ -42,32 +42,32 @@ interpretability*, arXiv:1811.07311.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
 
-from ._captum import MaskAttribution, log_usage
 from ._boundary import (
-    check_choice,
-    loop_settings,
     TensorOrTuple,
     TvDims,
     as_tuple,
+    check_choice,
     check_inputs,
     check_number,
     check_step_size,
     format_additional_args,
-    resolve_tv_dims,
+    loop_settings,
     preserve_buffers,
     reject_inside_noise_tunnel,
+    resolve_tv_dims,
     warn_if_training,
 )
+from ._captum import MaskAttribution, log_usage
 from ._forward import ScoredModel
-from ._groups import FeatureMask, Groups, resolve_groups
-from ._objectives import OBJECTIVES, Objective, classification_term
-from ._optimization import LoopSettings, OptimizerClass, minimize_per_example
+from ._groups import FeatureMask, resolve_groups
+from ._mp_mask import UPSAMPLES, Upsample, optimise_mask
+from ._objectives import OBJECTIVES, Objective
+from ._optimization import OptimizerClass
 from ._shapes import lift_scalars
 from .deletion_reference import (
     Reference,
@@ -75,55 +75,9 @@ from .deletion_reference import (
     _references,
     deletion_reference,
 )
-from .perturbations import total_variation
 from .scores import Score, TargetType, check_score
 
 __all__ = ["MeaningfulPerturbation", "deletion_reference", "ReferenceKind", "Reference"]
-
-Upsample = Literal["linear", "nearest"]
-UPSAMPLES: tuple[str, ...] = ("linear", "nearest")
-_LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
-
-
-def _mask_shape(t: Tensor, per_channel: bool, mask_scale: float) -> tuple[int, ...]:
-    """Shape of the optimised mask of input ``t``."""
-    shape = list(t.shape)
-    if t.dim() >= 3:
-        if not per_channel:
-            shape[1] = 1
-        shape[2:] = [math.ceil(s / mask_scale) for s in shape[2:]]
-    return tuple(shape)
-
-
-def _upsample(mask: Tensor, size: tuple[int, ...], mode: Upsample) -> Tensor:
-    """The mask at full resolution (identity when it already is)."""
-    if tuple(mask.shape[2:]) == size:
-        return mask
-    if mode == "nearest":
-        return torch.nn.functional.interpolate(mask, size=size, mode="nearest-exact")
-    return torch.nn.functional.interpolate(
-        mask, size=size, mode=_LINEAR_MODES[len(size)], align_corners=False
-    )
-
-
-def _tv_power(values: Tensor, dims: Sequence[int], beta: float) -> Tensor:
-    r""":math:`\sum_d \sum_x |f(x + e_d) - f(x)|^\beta` per example, ``(N,)``."""
-    if beta == 1.0:
-        return total_variation(values, dims)
-    total = values.new_zeros(values.shape[0])
-    for d in dims:
-        if values.shape[d] < 2:
-            continue
-        diff = (
-            values.narrow(d, 1, values.shape[d] - 1) - values.narrow(d, 0, values.shape[d] - 1)
-        ).abs()
-        if beta < 1.0:
-            # |x|^beta has an infinite derivative at 0; the clamp makes it 0 there
-            # (a constant offset of eps^beta per flat edge, no effect on the optimum).
-            diff = diff.clamp_min(torch.finfo(values.dtype).eps)
-        total = total + diff.pow(beta).flatten(1).sum(1)
-    return total
-
 
 class MeaningfulPerturbation(MaskAttribution):
     r"""Meaningful Perturbation (Fong & Vedaldi 2017) as a Captum attribution.
@@ -358,7 +312,7 @@ class MeaningfulPerturbation(MaskAttribution):
                 internal_batch_size,
                 differentiable=True,
             )
-            saliency, perturbed = self._explain(
+            found = optimise_mask(
                 model,
                 originals,
                 references,
@@ -374,93 +328,10 @@ class MeaningfulPerturbation(MaskAttribution):
                 groups=groups,
                 show_progress=show_progress,
             )
-        saliency, perturbed = lifted.lower(saliency), lifted.lower(perturbed)
+        self.last_steps = found.steps_run  # for benchmarks of early stopping
+        saliency, perturbed = lifted.lower(found.saliency), lifted.lower(found.perturbed)
         saliency_out: TensorOrTuple = saliency if is_tuple else saliency[0]
         if not return_perturbed:
             return saliency_out
         perturbed_out: TensorOrTuple = perturbed if is_tuple else perturbed[0]
         return saliency_out, perturbed_out
-
-    def _explain(
-        self,
-        model: ScoredModel,
-        originals: tuple[Tensor, ...],
-        references: tuple[Tensor, ...],
-        dims: tuple[tuple[int, ...], ...],
-        *,
-        l1_weight: float,
-        tv_weight: float,
-        tv_beta: float,
-        loop: LoopSettings,
-        objective: Objective,
-        mask_scale: float,
-        upsample: Upsample,
-        per_channel: bool,
-        groups: Optional[Groups] = None,
-        show_progress: bool,
-    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        n = originals[0].shape[0]
-        n_elements = sum(t[0].numel() for t in originals)
-        sizes = tuple(tuple(t.shape[2:]) for t in originals)
-        # how many input elements share one element of the full-resolution mask
-        repeats = tuple(
-            t.shape[1] if t.dim() >= 3 and not per_channel and groups is None else 1
-            for t in originals
-        )
-
-        def full_masks(params: tuple[Tensor, ...], rows: Tensor) -> tuple[Tensor, ...]:
-            if groups is not None:  # one value per group, broadcast to its elements
-                return groups.rows(rows).expand(params[0], tuple(o[rows] for o in originals))
-            return tuple(
-                p if p.dim() < 3 else _upsample(p, size, upsample)
-                for p, size in zip(params, sizes)
-            )
-
-        def cross_fade(masks: tuple[Tensor, ...], rows: Tensor) -> tuple[Tensor, ...]:
-            # exact: J == I where m == 1 and J == R where m == 0
-            return tuple(
-                o[rows] * m + r[rows] * (1 - m)
-                for o, r, m in zip(originals, references, masks)
-            )
-
-        def loss_fn(params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
-            masks = full_masks(params, rows)
-            out = model.output(cross_fade(masks, rows), rows)
-            loss = classification_term(
-                model, out, rows, mode="destroy", objective=objective, reference=None
-            )
-            for k, m in enumerate(masks):
-                if l1_weight:
-                    deleted = (1 - m).flatten(1).sum(1)
-                    loss = loss + (l1_weight * repeats[k] / n_elements) * deleted
-                if tv_weight and dims[k]:
-                    tv = _tv_power(m, dims[k], tv_beta)
-                    loss = loss + (tv_weight * repeats[k] / n_elements) * tv
-            return loss
-
-        def project(params: tuple[Tensor, ...], rows: Tensor) -> None:
-            for p in params:
-                p.clamp_(0.0, 1.0)
-
-        init = tuple(
-            torch.ones(_mask_shape(t, per_channel, mask_scale), dtype=t.dtype, device=t.device)
-            for t in originals
-        ) if groups is None else (
-            torch.ones(n, groups.count, dtype=originals[0].dtype, device=originals[0].device),
-        )
-        result = minimize_per_example(
-            init,
-            loss_fn,
-            project,
-            loop,
-            progress="meaningful perturbation" if show_progress else None,
-        )
-        self.last_steps = result.steps_run  # for benchmarks of early stopping
-        with torch.no_grad():
-            rows = torch.arange(n, device=originals[0].device)
-            masks = full_masks(result.best, rows)
-            perturbed = cross_fade(masks, rows)
-            saliency = tuple(
-                (1 - m).expand_as(o).contiguous() for m, o in zip(masks, originals)
-            )
-        return saliency, tuple(p.detach().contiguous() for p in perturbed)

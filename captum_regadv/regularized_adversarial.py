@@ -36,8 +36,6 @@ model interpretability*, arXiv:1811.07311.
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from typing import Any, Literal, Optional, Union
 
 import torch
@@ -48,40 +46,31 @@ from ._boundary import (
     TensorOrTuple,
     TvDims,
     as_tuple,
-    check_choice,
     check_inputs,
-    check_number,
-    check_step_size,
     format_additional_args,
-    loop_settings,
     preserve_buffers,
     reject_inside_noise_tunnel,
-    resolve_bounds,
-    resolve_tv_dims,
     warn_if_training,
 )
 from ._captum import MaskAttribution, log_usage
-from ._coarse_to_fine import check_coarse_to_fine, explain_coarse_to_fine
+from ._coarse_to_fine import explain_coarse_to_fine
 from ._forward import ScoredModel
-from ._groups import FeatureMask, resolve_groups
-from ._objectives import MODES, OBJECTIVES, Mode, Objective
+from ._groups import FeatureMask
+from ._objectives import Mode, Objective
 from ._optimization import OptimizerClass
-from ._phases import PhaseSettings
-from ._refinement import candidate_fractions
+from ._regadv_call import (  # LARGE_MASK, PHASE2_LR_FACTOR: re-exported
+    LARGE_MASK,
+    PHASE2_LR_FACTOR,
+    Attribution,
+    format_result,
+    prepare_call,
+    warn_if_large,
+)
 from ._shapes import lift_scalars
 from ._weight_search import Diagnostics, explain_with_search
-from .scores import Score, TargetType, check_score
+from .scores import Score, TargetType
 
-__all__ = ["RegularizedAdversarial"]
-
-#: ``phase2_lr`` when it is not given: this times ``lr``.
-PHASE2_LR_FACTOR = 6
-
-Attribution = Literal["mask", "change"]
-ATTRIBUTIONS: tuple[str, ...] = ("mask", "change")
-PHASE2_STARTS: tuple[str, ...] = ("phase1", "input")
-#: a mask above this share of its example's elements triggers a warning
-LARGE_MASK = 0.5
+__all__ = ["RegularizedAdversarial", "LARGE_MASK", "PHASE2_LR_FACTOR"]
 
 
 class RegularizedAdversarial(MaskAttribution):
@@ -322,69 +311,22 @@ class RegularizedAdversarial(MaskAttribution):
         check_inputs(caller_inputs, min_dim=1)
         lifted = lift_scalars(caller_inputs)
         inputs_tuple = lifted.inputs
-        check_number(sparsity_weight, "sparsity_weight", minimum=0.0)
-        check_number(tv_weight, "tv_weight", minimum=0.0)
-        check_number(gamma, "gamma", minimum=0.0, strict=True)
-        check_number(epsilon, "epsilon", minimum=0.0)
-        phase1_loop = loop_settings(
-            optimizer=optimizer, lr=lr, steps=steps, patience=patience, rel_tol=rel_tol,
-            internal_batch_size=internal_batch_size,
+        call = prepare_call(
+            inputs_tuple, feature_mask=feature_mask, sparsity_weight=sparsity_weight,
+            tv_weight=tv_weight, gamma=gamma, epsilon=epsilon, steps=steps,
+            phase2_steps=phase2_steps, lr=lr, phase2_lr=phase2_lr, phase2_start=phase2_start,
+            refine_rounds=refine_rounds, refine_candidates=refine_candidates,
+            refine_smallest=refine_smallest, refine_steps=refine_steps, optimizer=optimizer,
+            bounds=bounds, score=score, objective=objective, tv_dims=tv_dims, mode=mode,
+            search_steps=search_steps, search_factor=search_factor, patience=patience,
+            rel_tol=rel_tol, internal_batch_size=internal_batch_size,
+            coarse_to_fine=coarse_to_fine, show_progress=show_progress,
+            attribution=attribution,
         )
-        check_number(phase2_steps, "phase2_steps", minimum=0, integer=True)
-        check_step_size(lr, "lr", inputs_tuple)
-        if phase2_lr is not None:
-            check_number(phase2_lr, "phase2_lr", minimum=0.0, strict=True)
-        phase2_lr = PHASE2_LR_FACTOR * lr if phase2_lr is None else phase2_lr
-        check_step_size(phase2_lr, "phase2_lr", inputs_tuple)
-        check_choice(phase2_start, "phase2_start", PHASE2_STARTS)
-        check_number(refine_rounds, "refine_rounds", minimum=0, integer=True)
-        check_number(refine_candidates, "refine_candidates", minimum=0, integer=True)
-        check_number(refine_smallest, "refine_smallest", minimum=0.0, strict=True)
-        if refine_smallest > 1:
-            raise ValueError(f"refine_smallest must be <= 1, got {refine_smallest}")
-        check_number(refine_steps, "refine_steps", minimum=0, integer=True)
-        check_number(search_steps, "search_steps", minimum=0, integer=True)
-        check_number(search_factor, "search_factor", minimum=0.0, strict=True)
-        if search_factor >= 1:
-            raise ValueError(f"search_factor must be < 1, got {search_factor}")
-        check_score(score)
-        check_choice(objective, "objective", OBJECTIVES)
-        check_choice(mode, "mode", MODES)
-        check_choice(attribution, "attribution", ATTRIBUTIONS)
-        dims = resolve_tv_dims(tv_dims, inputs_tuple)
-        value_bounds = resolve_bounds(bounds, inputs_tuple)
-        groups = resolve_groups(feature_mask, inputs_tuple)
-        if coarse_to_fine is not None:
-            check_coarse_to_fine(
-                coarse_to_fine, inputs_tuple, mode=mode, grouped=feature_mask is not None
-            )
         warn_if_training(self.forward_func)
 
         originals = tuple(t.detach() for t in inputs_tuple)
-        settings = PhaseSettings(
-            dims=dims,
-            sparsity_weight=float(sparsity_weight),
-            tv_weight=float(tv_weight),
-            gamma=float(gamma),
-            epsilon=float(epsilon),
-            phase1=phase1_loop,
-            phase2=dataclasses.replace(
-                phase1_loop,
-                lr=float(phase2_lr),
-                steps=phase2_steps,
-            ),
-            objective=objective,
-            mode=mode,
-            groups=groups,
-            refine_fractions=(
-                candidate_fractions(refine_candidates, refine_smallest)
-                if refine_candidates else ()
-            ),
-            refine_rounds=refine_rounds,
-            refine_steps=refine_steps,
-            phase2_start=phase2_start,
-            show_progress=show_progress,
-        )
+        settings, value_bounds = call.settings, call.bounds
         with torch.enable_grad(), preserve_buffers(self.forward_func):
             model, output = ScoredModel.build(
                 lifted.forward(self.forward_func),
@@ -410,35 +352,8 @@ class RegularizedAdversarial(MaskAttribution):
                     search_factor=float(search_factor),
                 )
         self.last_diagnostics = diagnostics
-        _warn_if_large(masks, mode)
-        if attribution == "mask":
-            result = tuple(m.to(o.dtype) for m, o in zip(masks, originals))
-        else:
-            change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
-            result = change if groups is None else groups.expand(groups.mean(change), change)
-        result = lifted.lower(result)
-        out: TensorOrTuple = result if is_tuple else result[0]
-        if not return_perturbed:
-            return out
-        perturbed = lifted.lower(perturbed)
-        perturbed_out: TensorOrTuple = perturbed if is_tuple else perturbed[0]
-        return out, perturbed_out
-
-
-def _warn_if_large(masks: tuple[Tensor, ...], mode: Mode) -> None:
-    """Warn when a destroying mask covers most of its example."""
-    if mode != "destroy":
-        return
-    covered = torch.stack([m.flatten(1).sum(1) for m in masks]).sum(0)
-    covered = covered / sum(m[0].numel() for m in masks)
-    large = int((covered > LARGE_MASK).sum())
-    if large:
-        warnings.warn(
-            f"the mask covers more than {LARGE_MASK:.0%} of the input for {large} of "
-            f"{covered.numel()} example(s): no small region destroys the class, so the "
-            "model's evidence is spread over the input (e.g. a model that averages "
-            "features over the whole image) or the class was not destroyed; check "
-            "last_diagnostics.score_after",
-            UserWarning,
-            stacklevel=3,
+        warn_if_large(masks, mode)
+        return format_result(
+            masks, perturbed, originals, lifted=lifted, groups=call.groups,
+            attribution=attribution, is_tuple=is_tuple, return_perturbed=return_perturbed,
         )

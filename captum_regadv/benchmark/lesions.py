@@ -24,7 +24,7 @@ What an image holds (both classes unless stated):
   square, and masses, irregular round blobs with a soft edge and a radius
   up to ``size / 10``, half of them spiculated.
 
-Objects are drawn by screen blending (:func:`~.datasets.screen`), so every
+Objects are drawn by screen blending (:func:`~._generation.screen`), so every
 lesion pixel is brighter than the tissue it covers, and lesions are placed
 away from vessels, rings and the pectoral muscle so that their masks are
 clean. The images are finally flipped at random (chest wall left or right,
@@ -39,7 +39,7 @@ import math
 import torch
 from torch import Tensor
 
-from .datasets import (
+from ._generation import (
     generate,
     BenchmarkDataset,
     pixel_grid,

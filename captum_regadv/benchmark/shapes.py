@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from .datasets import (
+from ._generation import (
     generate,
     BenchmarkDataset,
     pixel_grid,

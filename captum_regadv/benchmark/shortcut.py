@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .datasets import (
+from ._generation import (
     BenchmarkDataset,
     check_size,
     randint,

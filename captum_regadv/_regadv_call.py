@@ -1,0 +1,210 @@
+"""The bookkeeping around one :meth:`RegularizedAdversarial.attribute` call.
+
+Argument checks and the :class:`~captum_regadv._phases.PhaseSettings` they
+build, and the formatting of the result (mask or continuous change, the
+caller's tensor/tuple layout, the large-mask warning). The algorithm itself
+lives in :mod:`captum_regadv._phases` and the modules it calls; this module
+holds no maths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+from torch import Tensor
+
+from ._boundary import (
+    Bounds,
+    TensorOrTuple,
+    TvDims,
+    check_choice,
+    check_number,
+    check_step_size,
+    loop_settings,
+    resolve_bounds,
+    resolve_tv_dims,
+)
+from ._coarse_to_fine import check_coarse_to_fine
+from ._groups import FeatureMask, Groups, resolve_groups
+from ._objectives import MODES, OBJECTIVES, Mode, Objective
+from ._optimization import OptimizerClass
+from ._phases import PhaseSettings
+from ._refinement import candidate_fractions
+from ._shapes import Lifted
+from .scores import Score, check_score
+
+__all__ = [
+    "ATTRIBUTIONS",
+    "Attribution",
+    "LARGE_MASK",
+    "PHASE2_LR_FACTOR",
+    "PHASE2_STARTS",
+    "CallSettings",
+    "format_result",
+    "prepare_call",
+    "warn_if_large",
+]
+
+#: ``phase2_lr`` when it is not given: this times ``lr``.
+PHASE2_LR_FACTOR = 6
+
+Attribution = Literal["mask", "change"]
+ATTRIBUTIONS: tuple[str, ...] = ("mask", "change")
+PHASE2_STARTS: tuple[str, ...] = ("phase1", "input")
+#: a mask above this share of its example's elements triggers a warning
+LARGE_MASK = 0.5
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """The checked options of one call."""
+
+    settings: PhaseSettings
+    bounds: tuple[tuple[Tensor, Tensor], ...]
+    groups: Optional[Groups]
+
+
+def prepare_call(
+    inputs: tuple[Tensor, ...],
+    *,
+    feature_mask: FeatureMask,
+    sparsity_weight: float,
+    tv_weight: float,
+    gamma: float,
+    epsilon: float,
+    steps: int,
+    phase2_steps: int,
+    lr: float,
+    phase2_lr: Optional[float],
+    phase2_start: Literal["phase1", "input"],
+    refine_rounds: int,
+    refine_candidates: int,
+    refine_smallest: float,
+    refine_steps: int,
+    optimizer: Optional[OptimizerClass],
+    bounds: Bounds,
+    score: Score,
+    objective: Objective,
+    tv_dims: TvDims,
+    mode: Mode,
+    search_steps: int,
+    search_factor: float,
+    patience: Optional[int],
+    rel_tol: float,
+    internal_batch_size: Optional[int],
+    coarse_to_fine: Optional[int],
+    show_progress: bool,
+    attribution: Attribution,
+) -> CallSettings:
+    """Check the options of one call (``ValueError``/``TypeError`` naming the
+    argument, in the order of the signature) and build its settings."""
+    check_number(sparsity_weight, "sparsity_weight", minimum=0.0)
+    check_number(tv_weight, "tv_weight", minimum=0.0)
+    check_number(gamma, "gamma", minimum=0.0, strict=True)
+    check_number(epsilon, "epsilon", minimum=0.0)
+    phase1_loop = loop_settings(
+        optimizer=optimizer, lr=lr, steps=steps, patience=patience, rel_tol=rel_tol,
+        internal_batch_size=internal_batch_size,
+    )
+    check_number(phase2_steps, "phase2_steps", minimum=0, integer=True)
+    check_step_size(lr, "lr", inputs)
+    if phase2_lr is not None:
+        check_number(phase2_lr, "phase2_lr", minimum=0.0, strict=True)
+    phase2_lr = PHASE2_LR_FACTOR * lr if phase2_lr is None else phase2_lr
+    check_step_size(phase2_lr, "phase2_lr", inputs)
+    check_choice(phase2_start, "phase2_start", PHASE2_STARTS)
+    check_number(refine_rounds, "refine_rounds", minimum=0, integer=True)
+    check_number(refine_candidates, "refine_candidates", minimum=0, integer=True)
+    check_number(refine_smallest, "refine_smallest", minimum=0.0, strict=True)
+    if refine_smallest > 1:
+        raise ValueError(f"refine_smallest must be <= 1, got {refine_smallest}")
+    check_number(refine_steps, "refine_steps", minimum=0, integer=True)
+    check_number(search_steps, "search_steps", minimum=0, integer=True)
+    check_number(search_factor, "search_factor", minimum=0.0, strict=True)
+    if search_factor >= 1:
+        raise ValueError(f"search_factor must be < 1, got {search_factor}")
+    check_score(score)
+    check_choice(objective, "objective", OBJECTIVES)
+    check_choice(mode, "mode", MODES)
+    check_choice(attribution, "attribution", ATTRIBUTIONS)
+    dims = resolve_tv_dims(tv_dims, inputs)
+    value_bounds = resolve_bounds(bounds, inputs)
+    groups = resolve_groups(feature_mask, inputs)
+    if coarse_to_fine is not None:
+        check_coarse_to_fine(
+            coarse_to_fine, inputs, mode=mode, grouped=feature_mask is not None
+        )
+    settings = PhaseSettings(
+        dims=dims,
+        sparsity_weight=float(sparsity_weight),
+        tv_weight=float(tv_weight),
+        gamma=float(gamma),
+        epsilon=float(epsilon),
+        phase1=phase1_loop,
+        phase2=dataclasses.replace(
+            phase1_loop,
+            lr=float(phase2_lr),
+            steps=phase2_steps,
+        ),
+        objective=objective,
+        mode=mode,
+        groups=groups,
+        refine_fractions=(
+            candidate_fractions(refine_candidates, refine_smallest)
+            if refine_candidates else ()
+        ),
+        refine_rounds=refine_rounds,
+        refine_steps=refine_steps,
+        phase2_start=phase2_start,
+        show_progress=show_progress,
+    )
+    return CallSettings(settings=settings, bounds=value_bounds, groups=groups)
+
+
+def format_result(
+    masks: tuple[Tensor, ...],
+    perturbed: tuple[Tensor, ...],
+    originals: tuple[Tensor, ...],
+    *,
+    lifted: Lifted,
+    groups: Optional[Groups],
+    attribution: Attribution,
+    is_tuple: bool,
+    return_perturbed: bool,
+) -> TensorOrTuple | tuple[TensorOrTuple, TensorOrTuple]:
+    """The attribution (and ``J``) in the caller's shapes, dtypes and layout."""
+    if attribution == "mask":
+        result = tuple(m.to(o.dtype) for m, o in zip(masks, originals))
+    else:
+        change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
+        result = change if groups is None else groups.expand(groups.mean(change), change)
+    result = lifted.lower(result)
+    out: TensorOrTuple = result if is_tuple else result[0]
+    if not return_perturbed:
+        return out
+    perturbed = lifted.lower(perturbed)
+    perturbed_out: TensorOrTuple = perturbed if is_tuple else perturbed[0]
+    return out, perturbed_out
+
+
+def warn_if_large(masks: tuple[Tensor, ...], mode: Mode) -> None:
+    """Warn when a destroying mask covers most of its example."""
+    if mode != "destroy":
+        return
+    covered = torch.stack([m.flatten(1).sum(1) for m in masks]).sum(0)
+    covered = covered / sum(m[0].numel() for m in masks)
+    large = int((covered > LARGE_MASK).sum())
+    if large:
+        warnings.warn(
+            f"the mask covers more than {LARGE_MASK:.0%} of the input for {large} of "
+            f"{covered.numel()} example(s): no small region destroys the class, so the "
+            "model's evidence is spread over the input (e.g. a model that averages "
+            "features over the whole image) or the class was not destroyed; check "
+            "last_diagnostics.score_after",
+            UserWarning,
+            stacklevel=3,
+        )
