@@ -188,6 +188,7 @@ def explain_coarse_to_fine(
     forward_passes = diag_c.forward_passes + 2  # M(I) and M(J) at full resolution
     attempts, kept = diag_c.attempts.clone(), diag_c.kept_attempt.clone()
     weight_scale = diag_c.weight_scale.clone()
+    multiplier = torch.ones_like(weight_scale)
     everything = torch.arange(n, device=output.device)
     unseen = torch.zeros(n, dtype=torch.bool, device=output.device)
     if score != "identity":
@@ -204,6 +205,7 @@ def explain_coarse_to_fine(
                  fine_losses, n)
         passes[rows] += result.steps_run
         forward_passes[rows] += result.forward_passes
+        multiplier[rows] = result.multiplier
     losses = tuple(
         {f"coarse {k}": v for k, v in attempt.items()} for attempt in diag_c.losses
     ) + (fine_losses,)
@@ -226,6 +228,8 @@ def explain_coarse_to_fine(
         forward_passes[rows] += full.forward_passes
         attempts[rows] = full.attempts
         kept[rows], weight_scale[rows] = full.kept_attempt, full.weight_scale
+        if full.multiplier is not None:
+            multiplier[rows] = full.multiplier
         for attempt in full.losses:
             widened: dict[str, Tensor] = {}
             _scatter((), (), {f"full {k}": v for k, v in attempt.items()}, rows, (), (),
@@ -251,6 +255,7 @@ def explain_coarse_to_fine(
         score_before=model.score_of(output, everything),
         score_after=score_after,
         losses=losses,
+        multiplier=multiplier,
     )
     return masks, perturbed, diagnostics
 

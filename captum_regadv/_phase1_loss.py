@@ -146,7 +146,9 @@ class Phase1Loss:
         """:math:`\\sum_x \\log(1 + |I - J| / \\varepsilon)` per example (per group with groups)."""
         change = tuple((o - j).abs() for o, j in zip(originals, params))
         if groups is None:
-            return sum(torch.log1p(c / self.epsilon).flatten(1).sum(1) for c in change)
+            return torch.stack(
+                [torch.log1p(c / self.epsilon).flatten(1).sum(1) for c in change]
+            ).sum(0)
         mean = groups.mean(change)
         return (groups.sizes(mean.shape[0], mean.dtype) * torch.log1p(mean / self.epsilon)).sum(1)
 

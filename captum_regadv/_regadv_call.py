@@ -74,6 +74,7 @@ def prepare_call(
     feature_mask: FeatureMask,
     sparsity_weight: float,
     tv_weight: float,
+    release_weight: float,
     gamma: float,
     epsilon: float,
     steps: int,
@@ -85,12 +86,15 @@ def prepare_call(
     refine_candidates: int,
     refine_smallest: float,
     refine_steps: int,
+    refine_components: int,
     optimizer: Optional[OptimizerClass],
     bounds: Bounds,
     score: Score,
     objective: Objective,
     tv_dims: TvDims,
     mode: Mode,
+    dual_step: float,
+    dual_warmup: Optional[int],
     search_steps: int,
     search_factor: float,
     patience: Optional[int],
@@ -104,6 +108,7 @@ def prepare_call(
     argument, in the order of the signature) and build its settings."""
     check_number(sparsity_weight, "sparsity_weight", minimum=0.0)
     check_number(tv_weight, "tv_weight", minimum=0.0)
+    check_number(release_weight, "release_weight", minimum=0.0)
     check_number(gamma, "gamma", minimum=0.0, strict=True)
     check_number(epsilon, "epsilon", minimum=0.0)
     phase1_loop = loop_settings(
@@ -123,6 +128,10 @@ def prepare_call(
     if refine_smallest > 1:
         raise ValueError(f"refine_smallest must be <= 1, got {refine_smallest}")
     check_number(refine_steps, "refine_steps", minimum=0, integer=True)
+    check_number(refine_components, "refine_components", minimum=0, integer=True)
+    check_number(dual_step, "dual_step", minimum=1.0)
+    if dual_warmup is not None:
+        check_number(dual_warmup, "dual_warmup", minimum=0, integer=True)
     check_number(search_steps, "search_steps", minimum=0, integer=True)
     check_number(search_factor, "search_factor", minimum=0.0, strict=True)
     if search_factor >= 1:
@@ -161,6 +170,10 @@ def prepare_call(
         refine_steps=refine_steps,
         phase2_start=phase2_start,
         show_progress=show_progress,
+        release_weight=float(release_weight),
+        dual_step=float(dual_step),
+        dual_warmup=steps // 3 if dual_warmup is None else int(dual_warmup),
+        refine_components=refine_components,
     )
     return CallSettings(settings=settings, bounds=value_bounds, groups=groups)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -42,6 +43,11 @@ class Diagnostics:
             result ``(N,)``.
         score_before: :math:`M(I)_i` ``(N,)``.
         score_after: :math:`M(J)_i` of the returned ``J`` ``(N,)``.
+        multiplier: phase 1's final multiplier :math:`\lambda` on the
+            classification term ``(N,)`` of the returned result (1: the
+            weights as given held; larger: the dual ascent of
+            :mod:`captum_regadv._phase1_loss` raised the classification weight
+            to destroy the class).
         losses: one dict per attempt, mapping a stage (``"phase 1"``,
             ``"phase 2"``, ``"refinement 1"``, ...) to the per-example loss at every
             step, ``(steps + 1) x N``; NaN where the example did not run (not
@@ -68,6 +74,7 @@ class Diagnostics:
     score_before: Tensor
     score_after: Tensor
     losses: tuple[dict[str, Tensor], ...]
+    multiplier: Optional[Tensor] = None
 
 
 def _scores(model: ScoredModel, inputs: tuple[Tensor, ...], chunk: int | None) -> Tensor:
@@ -118,6 +125,7 @@ def explain_with_search(
     attempts = torch.ones_like(passes)
     kept = torch.zeros_like(passes)
     losses = [first.history]
+    multiplier = first.multiplier.clone()
     scores = _scores(model, perturbed, chunk)
     forward_passes += 1
     for attempt in range(1, search_steps + 1):
@@ -147,6 +155,7 @@ def explain_with_search(
             masks[k][better] = again.masks[k][improved]
             perturbed[k][better] = again.perturbed[k][improved]
         scores[better] = new[improved]
+        multiplier[better] = again.multiplier[improved]
         kept[better] = attempt
         passes[failed] += again.steps_run
         forward_passes[failed] += again.forward_passes + 1
@@ -161,5 +170,6 @@ def explain_with_search(
         score_before=model.score_of(output, all_rows),
         score_after=scores,
         losses=tuple(losses),
+        multiplier=multiplier,
     )
     return masks, perturbed, diagnostics

@@ -78,17 +78,25 @@ def test_candidate_fractions_decrease_from_one(count: int, smallest: float) -> N
 
 def test_diagnostics_count_every_pass_of_the_default_schedule() -> None:
     """60 + 20 + 3 x (1 ranking + 5 polish) = 98 forward+backward passes and
-    3 x 16 candidates + 2 scores = 50 forward passes per example; one loss
-    history per stage. With the default weights the first attempt leaves the
-    patch model's class standing, and the weight search's second attempt
-    costs as much again (one score fewer)."""
-    model, x, _ = _patch_case(2)
+    3 x 16 candidates + 2 scores = 50 forward passes per example (the one-part
+    mask gives component pruning nothing to score); one loss history per
+    stage. The regulariser weights alone leave the patch model's class
+    standing: the default per-example multiplier destroys it within the one
+    run (multiplier > 1), where the restart weight search needs a second
+    attempt that costs as much again (one score fewer)."""
+    model, x, truth = _patch_case(2)
     explainer = RegularizedAdversarial(model)
-    explainer.attribute(x, target=1, bounds=(0, 1))
+    mask = explainer.attribute(x, target=1, bounds=(0, 1))
+    d = explainer.last_diagnostics
+    assert d.attempts.tolist() == [1, 1] and d.kept_attempt.tolist() == [0, 0]
+    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [50, 50]
+    assert bool((d.multiplier > 1).all()) and bool((d.score_after < 0.5).all())
+    assert torch.equal(mask.bool(), truth[:2])
+    explainer.attribute(x, target=1, bounds=(0, 1), dual_step=1.0, search_steps=2)
     d = explainer.last_diagnostics
     assert d.attempts.tolist() == [2, 2] and d.kept_attempt.tolist() == [1, 1]
     assert d.passes.tolist() == [196, 196] and d.forward_passes.tolist() == [99, 99]
-    assert len(d.losses) == 2
+    assert len(d.losses) == 2 and d.multiplier.tolist() == [1.0, 1.0]
     explainer.attribute(x, target=1, bounds=(0, 1), search_steps=0)
     d = explainer.last_diagnostics
     assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [50, 50]

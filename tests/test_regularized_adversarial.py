@@ -349,33 +349,42 @@ def test_repr_and_captum_properties(image_case):
     assert not ra.multiplies_by_inputs
 
 
-def test_search_rescues_examples_the_fixed_weights_leave_unexplained():
+def test_multiplier_and_search_rescue_examples_the_fixed_weights_leave_unexplained():
     # 6 features: one element costs sparsity_weight / 6, far more than the class term
     region = (slice(1, 3),)
     model = RegionModel(region_weight((6,), region), bias=0.5).eval()
     x = 0.1 * torch.ones(3, 6)
     x[:, 1:3] = 0.8
-    no_search, j0 = RegularizedAdversarial(model).attribute(
-        x, target=1, bounds=(0.0, 1.0), search_steps=0, return_perturbed=True
+    fixed = RegularizedAdversarial(model)
+    no_rescue, j0 = fixed.attribute(
+        x, target=1, bounds=(0.0, 1.0), dual_step=1.0, return_perturbed=True
     )
-    assert float(no_search.sum()) == 0 and bool((prob1(model, j0) > 0.5).all())
+    assert float(no_rescue.sum()) == 0 and bool((prob1(model, j0) > 0.5).all())
+    # the default: the per-example multiplier destroys the class within the one run
     ra = RegularizedAdversarial(model)
     mask, j = ra.attribute(x, target=1, bounds=(0.0, 1.0), return_perturbed=True)
     assert bool((mask.sum(1) > 0).all()) and not bool(mask[:, [0, 3, 4, 5]].any())
     assert bool((prob1(model, j) < 0.5).all())
-    # the search ran again, and its passes are counted
-    one_run = RegularizedAdversarial(model)
-    one_run.attribute(x, target=1, bounds=(0.0, 1.0), search_steps=0)
     d = ra.last_diagnostics
+    assert bool((d.attempts == 1).all()) and bool((d.multiplier > 1).all())
+    assert torch.equal(ra.last_steps, fixed.last_steps)
+    # the restart search (opt-in) rescues them too, at the cost of another run
+    search = RegularizedAdversarial(model)
+    mask, j = search.attribute(
+        x, target=1, bounds=(0.0, 1.0), dual_step=1.0, search_steps=2, return_perturbed=True
+    )
+    assert bool((mask.sum(1) > 0).all()) and not bool(mask[:, [0, 3, 4, 5]].any())
+    assert bool((prob1(model, j) < 0.5).all())
+    d = search.last_diagnostics
     assert bool((d.attempts > 1).all()) and bool((d.kept_attempt > 0).all())
-    assert bool((ra.last_steps > one_run.last_steps).all())
+    assert bool((search.last_steps > fixed.last_steps).all())
     assert torch.allclose(d.weight_scale, 0.1 ** d.kept_attempt.to(d.weight_scale.dtype))
 
 
 def test_search_leaves_successful_examples_alone(image_case):
     model, x, _ = image_case
     a = RegularizedAdversarial(model).attribute(x, target=1, **FAST)
-    b = RegularizedAdversarial(model).attribute(x, target=1, search_steps=0, **FAST)
+    b = RegularizedAdversarial(model).attribute(x, target=1, search_steps=2, **FAST)
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="search_factor"):
         RegularizedAdversarial(model).attribute(x, target=1, search_factor=1.5)
