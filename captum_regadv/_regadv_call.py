@@ -32,6 +32,7 @@ from ._coarse_to_fine import check_coarse_to_fine
 from ._groups import FeatureMask, Groups, resolve_groups
 from ._objectives import MODES, OBJECTIVES, Mode, Objective
 from ._optimization import OptimizerClass
+from ._multiscale import multiscale_change
 from ._phases import PhaseSettings
 from ._refinement import candidate_fractions
 from ._shapes import Lifted
@@ -52,8 +53,8 @@ __all__ = [
 #: ``phase2_lr`` when it is not given: this times ``lr``.
 PHASE2_LR_FACTOR = 6
 
-Attribution = Literal["mask", "change"]
-ATTRIBUTIONS: tuple[str, ...] = ("mask", "change")
+Attribution = Literal["mask", "change", "multiscale"]
+ATTRIBUTIONS: tuple[str, ...] = ("mask", "change", "multiscale")
 PHASE2_STARTS: tuple[str, ...] = ("phase1", "input")
 #: a mask above this share of its example's elements triggers a warning
 LARGE_MASK = 0.5
@@ -186,6 +187,7 @@ def format_result(
     lifted: Lifted,
     groups: Optional[Groups],
     attribution: Attribution,
+    dims: tuple[tuple[int, ...], ...],
     is_tuple: bool,
     return_perturbed: bool,
 ) -> TensorOrTuple | tuple[TensorOrTuple, TensorOrTuple]:
@@ -195,6 +197,8 @@ def format_result(
     else:
         change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
         result = change if groups is None else groups.expand(groups.mean(change), change)
+        if attribution == "multiscale":
+            result = tuple(multiscale_change(r, d) for r, d in zip(result, dims))
     result = lifted.lower(result)
     out: TensorOrTuple = result if is_tuple else result[0]
     if not return_perturbed:

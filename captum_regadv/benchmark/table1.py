@@ -34,6 +34,7 @@ from captum.attr import IntegratedGradients, Occlusion, Saliency
 from torch import Tensor
 from tqdm import tqdm
 
+from .._multiscale import multiscale_change
 from ..mask_rules import (
     PerturbRule,
     default_thresholds,
@@ -204,8 +205,8 @@ def _ours(
     masks, perturbed = RegularizedAdversarial(model).attribute(images, **kwargs)
     seconds = time.perf_counter() - start
     assert isinstance(masks, Tensor) and isinstance(perturbed, Tensor)
-    # attribution="change" without groups: |J - I|, zero outside the mask
-    change = (perturbed - images).abs()
+    # attribution="multiscale" without groups: |J - I| smoothed at every scale
+    change = multiscale_change((perturbed - images).abs(), (2, 3))
     name = "ours (defaults)" if sparsity is None else "ours"
     row, out = score_row(
         name, PHASE_2, (sparsity, tv, None), model, images, truth, masks, perturbed, change,
