@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from ._forward import ScoredModel
-from ._components import prune_components
 from ._groups import Groups
 from ._objectives import Mode, Objective, project_into, reference_value
 from ._optimization import LoopSettings, minimize_per_example
@@ -127,15 +126,11 @@ def explain_once(
             fractions=s.refine_fractions, rounds=s.refine_rounds,
             loop=dataclasses.replace(s.phase2, steps=s.refine_steps),
             dims=s.dims, groups=s.groups, objective=s.objective, progress=bar("refinement"),
+            components=s.refine_components,
         )
         history.update(refined.history)
         steps_run = steps_run + refined.passes
         forward_passes = forward_passes + refined.forward_passes
-        masks, perturbed, pruned = prune_components(
-            model, originals, masks, perturbed, count=s.refine_components, dims=s.dims,
-            chunk=s.phase2.batch_size,
-        )
-        forward_passes = forward_passes + pruned
     return Explanation(
         masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes, history,
         phase1_loss.multiplier,

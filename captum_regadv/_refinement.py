@@ -45,6 +45,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ._components import prune_components
 from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Objective
@@ -80,8 +81,11 @@ def refine(
     groups: Optional[Groups],
     objective: Objective,
     progress: Optional[str],
+    components: int = 0,
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Refinement]:
-    """``rounds`` rounds of rank, prune, polish (destroy mode); see the module."""
+    """``rounds`` rounds of rank, prune, polish (destroy mode); see the module.
+    The last round also prunes components (:mod:`captum_regadv._components`,
+    ``components`` of them at most) before its polish."""
     n = originals[0].shape[0]
     device = originals[0].device
     passes = torch.zeros(n, dtype=torch.long, device=device)
@@ -97,6 +101,12 @@ def refine(
         )
         passes += 1
         forwards += 2 * len(fractions) if len(fractions) > 1 else 1
+        if round_ == rounds - 1 and components:
+            masks, perturbed, spent = prune_components(
+                model, originals, masks, perturbed, count=components, dims=dims,
+                chunk=loop.batch_size,
+            )
+            forwards += spent
         if loop.steps:
             polish = attack_within_mask(
                 model, originals, masks, bounds, loop, mode="destroy", objective=objective,
