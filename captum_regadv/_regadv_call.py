@@ -44,6 +44,7 @@ __all__ = [
     "PHASE2_LR_FACTOR",
     "PHASE2_STARTS",
     "CallSettings",
+    "HINTS",
     "format_result",
     "prepare_call",
     "warn_if_large",
@@ -57,6 +58,15 @@ ATTRIBUTIONS: tuple[str, ...] = ("mask", "change")
 PHASE2_STARTS: tuple[str, ...] = ("phase1", "input")
 #: a mask above this share of its example's elements triggers a warning
 LARGE_MASK = 0.5
+#: What to try when the class was not destroyed (the warning's last part).
+HINTS = (
+    "a forward function that returns logits rather than probabilities (a saturated "
+    "softmax or sigmoid has almost no gradient)",
+    "`bounds` that let the input change (default: each example's own min and max; "
+    "a constant input cannot change at all)",
+    "a larger `lr` (below `epsilon`) or more `steps`",
+    "smaller `sparsity_weight` and `tv_weight`, or more `search_steps`",
+)
 
 
 @dataclass(frozen=True)

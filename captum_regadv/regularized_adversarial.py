@@ -58,7 +58,9 @@ from ._forward import ScoredModel
 from ._groups import FeatureMask
 from ._objectives import Mode, Objective
 from ._optimization import OptimizerClass
+from ._outcome import warn_on_failures
 from ._regadv_call import (  # LARGE_MASK, PHASE2_LR_FACTOR: re-exported
+    HINTS,
     LARGE_MASK,
     PHASE2_LR_FACTOR,
     Attribution,
@@ -352,6 +354,11 @@ class RegularizedAdversarial(MaskAttribution):
                     search_factor=float(search_factor),
                 )
         self.last_diagnostics = diagnostics
+        if phase2_steps > 0:  # phase2_steps=0 returns J = I by request
+            warn_on_failures(
+                diagnostics.score_before, diagnostics.score_after, mode=mode,
+                score=model.score, method="RegularizedAdversarial", hints=HINTS,
+            )
         warn_if_large(masks, mode)
         return format_result(
             masks, perturbed, originals, lifted=lifted, groups=call.groups,
