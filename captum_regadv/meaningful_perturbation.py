@@ -265,6 +265,15 @@ class MeaningfulPerturbation(MaskAttribution):
         undeleted. For ``tv_beta < 1`` differences are clamped at the dtype's
         epsilon before the power (finite gradient at 0).
 
+        Warns:
+            UserWarning: once per call, when the class was not destroyed for
+                some examples (:math:`M(J)_i \ge 0.5` at the returned ``J``;
+                the score is read off the optimisation's own passes), with
+                their count, scores before and after, and what to try; and
+                separately when the target's score is already below 0.5 on
+                the input (not the predicted class). Not checked for
+                ``score="identity"``.
+
         Raises:
             ValueError: non-finite inputs, bad reference (unknown kind, wrong
                 shape, missing ``constant``), negative weights, ``steps < 1``,

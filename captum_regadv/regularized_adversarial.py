@@ -154,6 +154,29 @@ class RegularizedAdversarial(MaskAttribution):
     ) -> Union[TensorOrTuple, tuple[TensorOrTuple, TensorOrTuple]]:
         r"""Return the explanation (and optionally the perturbed input).
 
+        The keyword options are flat, as in Captum, and grouped below (the
+        API page has the same groups in a table):
+
+        * **core**, what the explanation means; the five that matter come
+          first: ``sparsity_weight`` and ``tv_weight`` (how small and how
+          smooth), ``bounds`` (the valid values, in the model's units),
+          ``score`` (how the output becomes a probability) and ``mode``
+          (destroy or preserve); then ``feature_mask``, ``objective``,
+          ``gamma``, ``epsilon``, ``tv_dims``;
+        * **schedule**, the optimisation: ``steps``, ``phase2_steps``,
+          ``lr``, ``phase2_lr``, ``phase2_start``, ``optimizer``,
+          ``patience``, ``rel_tol``, ``internal_batch_size``,
+          ``coarse_to_fine``;
+        * **refinement** (beyond the paper): ``refine_rounds``,
+          ``refine_candidates``, ``refine_smallest``, ``refine_steps``;
+        * **weight handling**, the per-example weight search:
+          ``search_steps``, ``search_factor``;
+        * **output**: ``attribution``, ``return_perturbed``,
+          ``show_progress``.
+
+        The defaults were chosen by measurement on the benchmark; most calls
+        only set ``target`` and, for normalised inputs, ``bounds``.
+
         Args:
             inputs: a tensor ``N x ...`` (or ``(N,)``, one scalar per example)
                 or a tuple of such tensors, all with the same ``N``; floating
@@ -163,64 +186,13 @@ class RegularizedAdversarial(MaskAttribution):
                 ``None`` only for single-output models.
             additional_forward_args: extra arguments passed after the inputs;
                 tensors whose first dimension is ``N`` are split with the batch.
-            feature_mask: Captum's groups: integer ids, one tensor per input,
-                broadcastable to it (first dimension 1 or ``N``), ids shared
-                across the inputs of a tuple; the elements of a group get one
-                decision (:mod:`captum_regadv._groups` has the maths: the soft
-                support of a group is that of its mean change). ``None``
-                (default): the channels of a pixel form one group for
-                ``N x C x H x W`` and ``N x C x D x H x W`` inputs with
-                ``C > 1`` (one mask per pixel for RGB images); every element
-                is its own group otherwise.
+
+        Core options:
             sparsity_weight: :math:`\alpha \ge 0`, weight of the mean soft
                 support :math:`\frac1N\sum S`. Default 40, the paper's best
                 row; chosen by measurement on the lesion benchmark (README).
             tv_weight: :math:`\beta \ge 0`, weight of :math:`\frac1N TV(S)`.
                 Default 120.
-            gamma: steepness of the soft support (eq. 11), > 0. Default 30.
-            epsilon: change below which an element counts as unchanged, >= 0.
-                Default 0.01.
-            steps: phase-1 updates, >= 1. Default 60: phase 1 only has to
-                find the support; the refinement removes what it recruited
-                in excess (docs, method page: 60 + 20 + 10 steps and 8
-                candidates reach a lower APE_D than the earlier 200 + 100 on
-                all three benchmark domains).
-            phase2_steps: phase-2 updates, >= 0 (0 skips phase 2 and the
-                refinement and returns ``J = I``). Default 20.
-            lr: phase-1 step size. Default 0.005 = ``epsilon / 2``: Adam moves
-                every element by about ``lr`` on its first steps whatever the
-                gradient, so ``lr`` must stay below ``epsilon`` or every element
-                leaves the ``S < 0`` region at once.
-            phase2_lr: step size of phase 2 and the refinement's steps;
-                ``None`` (default) uses ``6 * lr``: phase 2 has no sparsity
-                term to protect, and the changes inside the mask may need to
-                be large (``10 * lr`` overshoots on the lesion benchmark:
-                see the method page).
-            phase2_start: ``"phase1"`` (default): phase 2 starts from phase
-                1's ``J`` inside the mask, which already lowers the score;
-                ``"input"``: from ``I``, as the paper writes it.
-            refine_rounds: rounds of the refinement (destroy mode with a
-                probability score; see :mod:`captum_regadv._refinement`): each
-                ranks the mask's elements by how much the attack needs them,
-                keeps the smallest part with the lowest APE_D terms, and runs
-                ``refine_steps`` phase-2 updates inside it. 0 disables the
-                refinement. Default 3.
-            refine_candidates: mask sizes scored per round (geometric from the
-                whole mask down to ``refine_smallest`` of it), and as many again
-                between the best one's neighbours: ``2 * refine_candidates``
-                forward passes per round and example; 0 disables the
-                refinement. Default 8.
-            refine_smallest: smallest candidate, as a share of the mask, in
-                (0, 1]. Default 0.05.
-            refine_steps: phase-2 updates inside the pruned mask per round,
-                >= 0. Default 5. With the defaults an explanation costs
-                60 + 20 + 3 x (1 + 5) = 98 forward+backward passes and 48
-                forward passes per example (more when the weight search
-                re-runs it).
-            optimizer: a ``torch.optim.Optimizer`` class (or factory called as
-                ``optimizer(params, lr=...)``). ``None`` (default):
-                :func:`~captum_regadv.short_memory_adam`, Adam with
-                ``betas=(0.9, 0.95)``.
             bounds: valid value range of ``J``, in the units the model sees:
                 ``None`` (each example's own min and max, per input tensor), a
                 pair ``(low, high)`` of floats or tensors broadcastable to the
@@ -240,6 +212,18 @@ class RegularizedAdversarial(MaskAttribution):
                 naming this option. Or ``"softmax"``, ``"probability"``,
                 ``"sigmoid"``, ``"identity"``. A ``(N,)`` output is one
                 column (``target=None``).
+            mode: ``"destroy"`` (default; SDR, APE_D, the paper) or
+                ``"preserve"`` (SSR, APE_S): the mask is then the region kept
+                unchanged, and the classification term keeps the score.
+            feature_mask: Captum's groups: integer ids, one tensor per input,
+                broadcastable to it (first dimension 1 or ``N``), ids shared
+                across the inputs of a tuple; the elements of a group get one
+                decision (:mod:`captum_regadv._groups` has the maths: the soft
+                support of a group is that of its mean change). ``None``
+                (default): the channels of a pixel form one group for
+                ``N x C x H x W`` and ``N x C x D x H x W`` inputs with
+                ``C > 1`` (one mask per pixel for RGB images); every element
+                is its own group otherwise.
             objective: the classification term that is optimised.
                 ``"log_odds"`` (default) minimises :math:`-\log(1 - M(J)_i)`
                 in phase 1 (destroy) or :math:`|\ell_i(J) - \ell_i(I)|`
@@ -248,23 +232,36 @@ class RegularizedAdversarial(MaskAttribution):
                 :math:`\ell_i(J)` itself. ``"score"`` minimises
                 :math:`M(J)_i` (or :math:`|M(J)_i - M(I)_i|`) as eq. 13 writes
                 it. The metrics always use the probability.
+            gamma: steepness of the soft support (eq. 11), > 0. Default 30.
+            epsilon: change below which an element counts as unchanged, >= 0.
+                Default 0.01.
             tv_dims: dimensions of the total variation: default the spatial
                 ones (none for ``N x F``); a sequence of ints, or one per input.
-            mode: ``"destroy"`` (default; SDR, APE_D, the paper) or
-                ``"preserve"`` (SSR, APE_S): the mask is then the region kept
-                unchanged, and the classification term keeps the score.
-            search_steps: per-example search over the regulariser weights,
-                as Carlini & Wagner's attack searches its constant (destroy
-                mode, softmax or sigmoid score): an example whose score is
-                still >= 0.5 is explained again with both weights multiplied
-                by ``search_factor`` (then its square, ...), at most
-                ``search_steps`` times, and the result with the lower score is
-                kept. **Each attempt costs a whole explanation** for the
-                examples it re-runs: the passes are counted in
-                :attr:`last_steps` and :attr:`last_diagnostics`, and shown by
-                the progress bar. Default 2; 0 disables it.
-            search_factor: weight multiplier per search step, in (0, 1).
-                Default 0.1.
+
+        Schedule options:
+            steps: phase-1 updates, >= 1. Default 60: phase 1 only has to
+                find the support; the refinement removes what it recruited
+                in excess (docs, method page: 60 + 20 + 10 steps and 8
+                candidates reach a lower APE_D than the earlier 200 + 100 on
+                all three benchmark domains).
+            phase2_steps: phase-2 updates, >= 0 (0 skips phase 2 and the
+                refinement and returns ``J = I``). Default 20.
+            lr: phase-1 step size. Default 0.005 = ``epsilon / 2``: Adam moves
+                every element by about ``lr`` on its first steps whatever the
+                gradient, so ``lr`` must stay below ``epsilon`` or every element
+                leaves the ``S < 0`` region at once.
+            phase2_lr: step size of phase 2 and the refinement's steps;
+                ``None`` (default) uses ``6 * lr``: phase 2 has no sparsity
+                term to protect, and the changes inside the mask may need to
+                be large (``10 * lr`` overshoots on the lesion benchmark:
+                see the method page).
+            phase2_start: ``"phase1"`` (default): phase 2 starts from phase
+                1's ``J`` inside the mask, which already lowers the score;
+                ``"input"``: from ``I``, as the paper writes it.
+            optimizer: a ``torch.optim.Optimizer`` class (or factory called as
+                ``optimizer(params, lr=...)``). ``None`` (default):
+                :func:`~captum_regadv.short_memory_adam`, Adam with
+                ``betas=(0.9, 0.95)``.
             patience: per-example early stopping of every stage (see
                 ``minimize_per_example``). ``None`` (default) runs all steps.
             rel_tol: relative improvement that counts for ``patience``.
@@ -285,15 +282,51 @@ class RegularizedAdversarial(MaskAttribution):
                 single-pixel detail stays possible). Destroy mode, no
                 ``feature_mask``, image/volume/sequence inputs, and a model
                 that accepts the smaller inputs (fully convolutional).
-            show_progress: show a tqdm progress bar per stage and per
-                weight-search attempt, labelled with the attempt and its
-                weight scale, counting the attempt's forward+backward passes.
+
+        Refinement options:
+            refine_rounds: rounds of the refinement (destroy mode with a
+                probability score; see :mod:`captum_regadv._refinement`): each
+                ranks the mask's elements by how much the attack needs them,
+                keeps the smallest part with the lowest APE_D terms, and runs
+                ``refine_steps`` phase-2 updates inside it. 0 disables the
+                refinement. Default 3.
+            refine_candidates: mask sizes scored per round (geometric from the
+                whole mask down to ``refine_smallest`` of it), and as many again
+                between the best one's neighbours: ``2 * refine_candidates``
+                forward passes per round and example; 0 disables the
+                refinement. Default 8.
+            refine_smallest: smallest candidate, as a share of the mask, in
+                (0, 1]. Default 0.05.
+            refine_steps: phase-2 updates inside the pruned mask per round,
+                >= 0. Default 5. With the defaults an explanation costs
+                60 + 20 + 3 x (1 + 5) = 98 forward+backward passes and 48
+                forward passes per example (more when the weight search
+                re-runs it).
+
+        Weight handling options:
+            search_steps: per-example search over the regulariser weights,
+                as Carlini & Wagner's attack searches its constant (destroy
+                mode, softmax or sigmoid score): an example whose score is
+                still >= 0.5 is explained again with both weights multiplied
+                by ``search_factor`` (then its square, ...), at most
+                ``search_steps`` times, and the result with the lower score is
+                kept. **Each attempt costs a whole explanation** for the
+                examples it re-runs: the passes are counted in
+                :attr:`last_steps` and :attr:`last_diagnostics`, and shown by
+                the progress bar. Default 2; 0 disables it.
+            search_factor: weight multiplier per search step, in (0, 1).
+                Default 0.1.
+
+        Output options:
             attribution: ``"mask"`` (default): the 0/1 mask of eq. 14 (after
                 the refinement). ``"change"``: a continuous attribution for
                 ranking metrics, heat maps and Quantus, :math:`|J - I|` of the
                 returned ``J`` (zero outside the mask; with groups, the
                 group's mean change on each of its elements).
             return_perturbed: also return ``J``.
+            show_progress: show a tqdm progress bar per stage and per
+                weight-search attempt, labelled with the attempt and its
+                weight scale, counting the attempt's forward+backward passes.
 
         Returns:
             The attribution: tensors shaped, typed and placed like ``inputs``
@@ -301,6 +334,18 @@ class RegularizedAdversarial(MaskAttribution):
             ``(attribution, perturbed)``; ``perturbed`` equals the input
             exactly outside the mask (inside it in preserve mode) and lies
             within ``bounds``.
+
+        Warns:
+            UserWarning: once per call, when the class was not destroyed for
+                some examples (:math:`M(J)_i \ge 0.5`; preserve mode: the score
+                moved by more than 0.1), with their count, scores before and
+                after, and what to try: their masks are not explanations (an
+                empty mask does not mean that nothing explains the class).
+                Separately, when the target's score is already below 0.5 on
+                the input (not the predicted class; destroy mode). Not checked
+                for ``score="identity"`` or ``phase2_steps=0``
+                (:mod:`captum_regadv._outcome`). Also when a destroying mask
+                covers more than half of its example.
 
         Normalisation: both regularisers are means over the ``N`` elements of
         one example (all input tensors together), as in APE_D (eq. 5), so
