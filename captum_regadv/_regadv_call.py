@@ -216,5 +216,5 @@ def warn_if_large(masks: tuple[Tensor, ...], mode: Mode) -> None:
             "features over the whole image) or the class was not destroyed; check "
             "last_diagnostics.score_after",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
