@@ -174,8 +174,7 @@ class RegularizedAdversarial(MaskAttribution):
         * **output**: ``attribution``, ``return_perturbed``,
           ``show_progress``.
 
-        The defaults were chosen by measurement on the benchmark; most calls
-        only set ``target`` and, for normalised inputs, ``bounds``.
+        Most calls only set ``target`` and, for normalised inputs, ``bounds``.
 
         Args:
             inputs: a tensor ``N x ...`` (or ``(N,)``, one scalar per example)
@@ -336,16 +335,12 @@ class RegularizedAdversarial(MaskAttribution):
             within ``bounds``.
 
         Warns:
-            UserWarning: once per call, when the class was not destroyed for
-                some examples (:math:`M(J)_i \ge 0.5`; preserve mode: the score
-                moved by more than 0.1), with their count, scores before and
-                after, and what to try: their masks are not explanations (an
-                empty mask does not mean that nothing explains the class).
-                Separately, when the target's score is already below 0.5 on
-                the input (not the predicted class; destroy mode). Not checked
-                for ``score="identity"`` or ``phase2_steps=0``
-                (:mod:`captum_regadv._outcome`). Also when a destroying mask
-                covers more than half of its example.
+            UserWarning: once per call when the class was not destroyed
+                (:math:`M(J)_i \ge 0.5`; preserve mode: the score moved by more
+                than 0.1), with the count, the scores and what to try; once
+                when the target is not the predicted class (:math:`M(I)_i <
+                0.5`); see :mod:`captum_regadv._outcome`. And when a destroying
+                mask covers more than half of its example.
 
         Normalisation: both regularisers are means over the ``N`` elements of
         one example (all input tensors together), as in APE_D (eq. 5), so
