@@ -12,7 +12,9 @@ every call both methods check, per example, with :math:`s_0 = M(I)_i` and
 * **not kept** (preserve mode): :math:`|s_1 - s_0| >` :data:`PRESERVE_TOLERANCE`;
 * **target not predicted** (destroy mode): :math:`s_0 < 0.5`, the class was
   not predicted on the input in the first place, so there was no evidence to
-  destroy (the explanation answers a question nobody asked).
+  destroy (the explanation answers a question nobody asked). With more than
+  two classes a top class below 0.5 counts too: by the same threshold as
+  "destroyed", it already is.
 
 Each condition gives at most one ``UserWarning`` per call, with the count,
 the first scores and what to try. Scores that are not probabilities
@@ -130,8 +132,9 @@ def warn_on_failures(
             f"the target is not the predicted class for {unpredicted.numel()} of {n} "
             f"example(s): its score on the input is already below {DESTROYED} "
             f"({_listed(unpredicted, before)}), so there is no class evidence to destroy "
-            "and the mask does not explain the model's decision; explain the predicted "
-            "class (e.g. target=model(x).argmax(1))",
+            "and the mask does not explain the model's decision (with more than two "
+            "classes, a top class below 0.5 counts too: it is already 'destroyed'); "
+            "explain the predicted class (e.g. target=model(x).argmax(1))",
             UserWarning,
             stacklevel=stacklevel,
         )
