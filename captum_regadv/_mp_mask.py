@@ -74,11 +74,15 @@ def tv_power(values: Tensor, dims: Sequence[int], beta: float) -> Tensor:
 @dataclass(frozen=True)
 class FoundMask:
     """The result of :func:`optimise_mask`: the saliency :math:`1 - m` and
-    ``J`` (shaped like the inputs) and the updates run per example ``(N,)``."""
+    ``J`` (shaped like the inputs), the updates run per example ``(N,)`` and
+    :math:`M(J)_i` of the returned ``J`` ``(N,)`` (recorded during the
+    optimisation, not recomputed).
+    """
 
     saliency: tuple[Tensor, ...]
     perturbed: tuple[Tensor, ...]
     steps_run: Tensor
+    score_after: Tensor
 
 
 def optimise_mask(
@@ -123,6 +127,14 @@ def optimise_mask(
             for o, r, m in zip(originals, references, masks)
         )
 
+    # M(J)_i at each example's best iterate, read off the passes the loop makes
+    # anyway: the loop keeps an iterate when its loss is finite and below the
+    # lowest so far, and so does this bookkeeping (no extra forward pass).
+    tracked_loss = torch.full((n,), float("inf"), dtype=originals[0].dtype,
+                              device=originals[0].device)
+    score_at_best = torch.full((n,), float("nan"), dtype=originals[0].dtype,
+                               device=originals[0].device)
+
     def loss_fn(params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
         masks = full_masks(params, rows)
         out = model.output(cross_fade(masks, rows), rows)
@@ -136,6 +148,13 @@ def optimise_mask(
             if tv_weight and dims[k]:
                 tv = tv_power(m, dims[k], tv_beta)
                 loss = loss + (tv_weight * repeats[k] / n_elements) * tv
+        with torch.no_grad():
+            value = loss.detach()
+            take = torch.isfinite(value) & (value < tracked_loss[rows])
+            tracked_loss[rows] = torch.where(take, value.to(tracked_loss.dtype),
+                                             tracked_loss[rows])
+            score = model.score_of(out.detach(), rows).to(score_at_best.dtype)
+            score_at_best[rows] = torch.where(take, score, score_at_best[rows])
         return loss
 
     def project(params: tuple[Tensor, ...], rows: Tensor) -> None:
@@ -166,4 +185,5 @@ def optimise_mask(
         saliency=saliency,
         perturbed=tuple(p.detach().contiguous() for p in perturbed),
         steps_run=result.steps_run,
+        score_after=score_at_best,
     )

@@ -45,6 +45,7 @@ __all__ = [
     "PHASE2_LR_FACTOR",
     "PHASE2_STARTS",
     "CallSettings",
+    "HINTS",
     "format_result",
     "prepare_call",
     "warn_if_large",
@@ -58,6 +59,15 @@ ATTRIBUTIONS: tuple[str, ...] = ("mask", "change", "multiscale")
 PHASE2_STARTS: tuple[str, ...] = ("phase1", "input")
 #: a mask above this share of its example's elements triggers a warning
 LARGE_MASK = 0.5
+#: What to try when the class was not destroyed (the warning's last part).
+HINTS = (
+    "a forward function that returns logits rather than probabilities (a saturated "
+    "softmax or sigmoid has almost no gradient)",
+    "`bounds` that let the input change (default: each example's own min and max; "
+    "a constant input cannot change at all)",
+    "a larger `lr` (below `epsilon`) or more `steps`",
+    "smaller `sparsity_weight` and `tv_weight`, or more `search_steps`",
+)
 
 
 @dataclass(frozen=True)
@@ -223,5 +233,5 @@ def warn_if_large(masks: tuple[Tensor, ...], mode: Mode) -> None:
             "features over the whole image) or the class was not destroyed; check "
             "last_diagnostics.score_after",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )

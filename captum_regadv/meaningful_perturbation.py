@@ -68,6 +68,7 @@ from ._groups import FeatureMask, resolve_groups
 from ._mp_mask import UPSAMPLES, Upsample, optimise_mask
 from ._objectives import OBJECTIVES, Objective
 from ._optimization import OptimizerClass
+from ._outcome import warn_on_failures
 from ._shapes import lift_scalars
 from .deletion_reference import (
     Reference,
@@ -78,6 +79,16 @@ from .deletion_reference import (
 from .scores import Score, TargetType, check_score
 
 __all__ = ["MeaningfulPerturbation", "deletion_reference", "ReferenceKind", "Reference"]
+
+#: What to try when the class was not destroyed (the warning's last part).
+MP_HINTS = (
+    "a forward function that returns logits rather than probabilities (a saturated "
+    "softmax has almost no gradient)",
+    "a `reference` that differs from the input where the evidence is ('min' or a "
+    "constant rather than 'blur' on smooth inputs)",
+    "a larger `lr` or more `steps`",
+    "smaller `l1_weight` and `tv_weight` (the paper's (0.01, 0.2) row on small inputs)",
+)
 
 class MeaningfulPerturbation(MaskAttribution):
     r"""Meaningful Perturbation (Fong & Vedaldi 2017) as a Captum attribution.
@@ -254,6 +265,15 @@ class MeaningfulPerturbation(MaskAttribution):
         undeleted. For ``tv_beta < 1`` differences are clamped at the dtype's
         epsilon before the power (finite gradient at 0).
 
+        Warns:
+            UserWarning: once per call, when the class was not destroyed for
+                some examples (:math:`M(J)_i \ge 0.5` at the returned ``J``;
+                the score is read off the optimisation's own passes), with
+                their count, scores before and after, and what to try; and
+                separately when the target's score is already below 0.5 on
+                the input (not the predicted class). Not checked for
+                ``score="identity"``.
+
         Raises:
             ValueError: non-finite inputs, bad reference (unknown kind, wrong
                 shape, missing ``constant``), negative weights, ``steps < 1``,
@@ -303,7 +323,7 @@ class MeaningfulPerturbation(MaskAttribution):
         references = _references(originals, reference, blur_sigma, constant, dims)
         warn_if_training(self.forward_func)
         with torch.enable_grad(), preserve_buffers(self.forward_func):
-            model, _ = ScoredModel.build(
+            model, output = ScoredModel.build(
                 lifted.forward(self.forward_func),
                 originals,
                 format_additional_args(additional_forward_args),
@@ -329,6 +349,11 @@ class MeaningfulPerturbation(MaskAttribution):
                 show_progress=show_progress,
             )
         self.last_steps = found.steps_run  # for benchmarks of early stopping
+        warn_on_failures(
+            model.score_of(output, torch.arange(output.shape[0], device=output.device)),
+            found.score_after, mode="destroy", score=model.score,
+            method="MeaningfulPerturbation", hints=MP_HINTS,
+        )
         saliency, perturbed = lifted.lower(found.saliency), lifted.lower(found.perturbed)
         saliency_out: TensorOrTuple = saliency if is_tuple else saliency[0]
         if not return_perturbed:

@@ -58,7 +58,9 @@ from ._forward import ScoredModel
 from ._groups import FeatureMask
 from ._objectives import Mode, Objective
 from ._optimization import OptimizerClass
+from ._outcome import warn_on_failures
 from ._regadv_call import (  # LARGE_MASK, PHASE2_LR_FACTOR: re-exported
+    HINTS,
     LARGE_MASK,
     PHASE2_LR_FACTOR,
     Attribution,
@@ -156,6 +158,30 @@ class RegularizedAdversarial(MaskAttribution):
     ) -> Union[TensorOrTuple, tuple[TensorOrTuple, TensorOrTuple]]:
         r"""Return the explanation (and optionally the perturbed input).
 
+        The keyword options are flat, as in Captum, and grouped below (the
+        API page has the same groups in a table):
+
+        * **core**, what the explanation means; the five that matter come
+          first: ``sparsity_weight`` and ``tv_weight`` (how small and how
+          smooth), ``bounds`` (the valid values, in the model's units),
+          ``score`` (how the output becomes a probability) and ``mode``
+          (destroy or preserve); then ``feature_mask``, ``objective``,
+          ``gamma``, ``epsilon``, ``tv_dims``, ``release_weight``;
+        * **schedule**, the optimisation: ``steps``, ``phase2_steps``,
+          ``lr``, ``phase2_lr``, ``phase2_start``, ``optimizer``,
+          ``patience``, ``rel_tol``, ``internal_batch_size``,
+          ``coarse_to_fine``;
+        * **refinement** (beyond the paper): ``refine_rounds``,
+          ``refine_candidates``, ``refine_smallest``, ``refine_steps``,
+          ``refine_components``;
+        * **weight handling**, the per-example multiplier and the opt-in
+          restart search: ``dual_step``, ``dual_warmup``, ``search_steps``,
+          ``search_factor``;
+        * **output**: ``attribution``, ``return_perturbed``,
+          ``show_progress``.
+
+        Most calls only set ``target`` and, for normalised inputs, ``bounds``.
+
         Args:
             inputs: a tensor ``N x ...`` (or ``(N,)``, one scalar per example)
                 or a tuple of such tensors, all with the same ``N``; floating
@@ -165,15 +191,8 @@ class RegularizedAdversarial(MaskAttribution):
                 ``None`` only for single-output models.
             additional_forward_args: extra arguments passed after the inputs;
                 tensors whose first dimension is ``N`` are split with the batch.
-            feature_mask: Captum's groups: integer ids, one tensor per input,
-                broadcastable to it (first dimension 1 or ``N``), ids shared
-                across the inputs of a tuple; the elements of a group get one
-                decision (:mod:`captum_regadv._groups` has the maths: the soft
-                support of a group is that of its mean change). ``None``
-                (default): the channels of a pixel form one group for
-                ``N x C x H x W`` and ``N x C x D x H x W`` inputs with
-                ``C > 1`` (one mask per pixel for RGB images); every element
-                is its own group otherwise.
+
+        Core options:
             sparsity_weight: :math:`\alpha \ge 0`, weight of the mean soft
                 support :math:`\frac1N\sum S`. Default 40, the paper's best
                 row; chosen by measurement on the lesion benchmark (README).
@@ -187,57 +206,6 @@ class RegularizedAdversarial(MaskAttribution):
                 elements back to :math:`I` unless the attack needs them.
                 Default 1.5 (measured on the lesion benchmark: 0, 0.1, 0.3, 1,
                 1.5, 2 and 3; docs, method page); 0 gives the previous loss.
-            gamma: steepness of the soft support (eq. 11), > 0. Default 30.
-            epsilon: change below which an element counts as unchanged, >= 0.
-                Default 0.01.
-            steps: phase-1 updates, >= 1. Default 60: phase 1 only has to
-                find the support; the refinement removes what it recruited
-                in excess (docs, method page: 60 + 20 + 10 steps and 8
-                candidates reach a lower APE_D than the earlier 200 + 100 on
-                all three benchmark domains).
-            phase2_steps: phase-2 updates, >= 0 (0 skips phase 2 and the
-                refinement and returns ``J = I``). Default 20.
-            lr: phase-1 step size. Default 0.005 = ``epsilon / 2``: Adam moves
-                every element by about ``lr`` on its first steps whatever the
-                gradient, so ``lr`` must stay below ``epsilon`` or every element
-                leaves the ``S < 0`` region at once.
-            phase2_lr: step size of phase 2 and the refinement's steps;
-                ``None`` (default) uses ``6 * lr``: phase 2 has no sparsity
-                term to protect, and the changes inside the mask may need to
-                be large (``10 * lr`` overshoots on the lesion benchmark:
-                see the method page).
-            phase2_start: ``"phase1"`` (default): phase 2 starts from phase
-                1's ``J`` inside the mask, which already lowers the score;
-                ``"input"``: from ``I``, as the paper writes it.
-            refine_rounds: rounds of the refinement (destroy mode with a
-                probability score; see :mod:`captum_regadv._refinement`): each
-                ranks the mask's elements by how much the attack needs them,
-                keeps the smallest part with the lowest APE_D terms, and runs
-                ``refine_steps`` phase-2 updates inside it. 0 disables the
-                refinement. Default 3.
-            refine_candidates: mask sizes scored per round (geometric from the
-                whole mask down to ``refine_smallest`` of it), and as many again
-                between the best one's neighbours: ``2 * refine_candidates``
-                forward passes per round and example; 0 disables the
-                refinement. Default 8.
-            refine_smallest: smallest candidate, as a share of the mask, in
-                (0, 1]. Default 0.05.
-            refine_steps: phase-2 updates inside the pruned mask per round,
-                >= 0. Default 5. With the defaults an explanation costs
-                60 + 20 + 3 x (1 + 5) = 98 forward+backward passes and 50
-                forward passes per example, plus at most
-                ``refine_components + 2`` for the component pruning (more when
-                the opt-in weight search re-runs it).
-            refine_components: after the refinement, the mask without each of
-                its this many smallest connected components (full
-                connectivity over the spatial dims) is scored, then without
-                all of those whose removal alone did not hurt, and the lowest
-                APE_D terms are kept (:mod:`captum_regadv._components`): drops
-                fragments the attack does not need. Default 8; 0 disables it.
-            optimizer: a ``torch.optim.Optimizer`` class (or factory called as
-                ``optimizer(params, lr=...)``). ``None`` (default):
-                :func:`~captum_regadv.short_memory_adam`, Adam with
-                ``betas=(0.9, 0.95)``.
             bounds: valid value range of ``J``, in the units the model sees:
                 ``None`` (each example's own min and max, per input tensor), a
                 pair ``(low, high)`` of floats or tensors broadcastable to the
@@ -257,6 +225,18 @@ class RegularizedAdversarial(MaskAttribution):
                 naming this option. Or ``"softmax"``, ``"probability"``,
                 ``"sigmoid"``, ``"identity"``. A ``(N,)`` output is one
                 column (``target=None``).
+            mode: ``"destroy"`` (default; SDR, APE_D, the paper) or
+                ``"preserve"`` (SSR, APE_S): the mask is then the region kept
+                unchanged, and the classification term keeps the score.
+            feature_mask: Captum's groups: integer ids, one tensor per input,
+                broadcastable to it (first dimension 1 or ``N``), ids shared
+                across the inputs of a tuple; the elements of a group get one
+                decision (:mod:`captum_regadv._groups` has the maths: the soft
+                support of a group is that of its mean change). ``None``
+                (default): the channels of a pixel form one group for
+                ``N x C x H x W`` and ``N x C x D x H x W`` inputs with
+                ``C > 1`` (one mask per pixel for RGB images); every element
+                is its own group otherwise.
             objective: the classification term that is optimised.
                 ``"log_odds"`` (default) minimises :math:`-\log(1 - M(J)_i)`
                 in phase 1 (destroy) or :math:`|\ell_i(J) - \ell_i(I)|`
@@ -265,11 +245,83 @@ class RegularizedAdversarial(MaskAttribution):
                 :math:`\ell_i(J)` itself. ``"score"`` minimises
                 :math:`M(J)_i` (or :math:`|M(J)_i - M(I)_i|`) as eq. 13 writes
                 it. The metrics always use the probability.
+            gamma: steepness of the soft support (eq. 11), > 0. Default 30.
+            epsilon: change below which an element counts as unchanged, >= 0.
+                Default 0.01.
             tv_dims: dimensions of the total variation: default the spatial
                 ones (none for ``N x F``); a sequence of ints, or one per input.
-            mode: ``"destroy"`` (default; SDR, APE_D, the paper) or
-                ``"preserve"`` (SSR, APE_S): the mask is then the region kept
-                unchanged, and the classification term keeps the score.
+
+        Schedule options:
+            steps: phase-1 updates, >= 1. Default 60: phase 1 only has to
+                find the support (docs, method page).
+            phase2_steps: phase-2 updates, >= 0 (0 skips phase 2 and the
+                refinement and returns ``J = I``). Default 20.
+            lr: phase-1 step size. Default 0.005 = ``epsilon / 2``: Adam moves
+                every element by about ``lr`` on its first steps whatever the
+                gradient, so ``lr`` must stay below ``epsilon`` or every element
+                leaves the ``S < 0`` region at once.
+            phase2_lr: step size of phase 2 and the refinement's steps;
+                ``None`` (default) uses ``6 * lr``: phase 2 has no sparsity
+                term to protect, and the changes inside the mask may need to
+                be large (``10 * lr`` overshoots on the lesion benchmark:
+                see the method page).
+            phase2_start: ``"phase1"`` (default): phase 2 starts from phase
+                1's ``J`` inside the mask, which already lowers the score;
+                ``"input"``: from ``I``, as the paper writes it.
+            optimizer: a ``torch.optim.Optimizer`` class (or factory called as
+                ``optimizer(params, lr=...)``). ``None`` (default):
+                :func:`~captum_regadv.short_memory_adam`, Adam with
+                ``betas=(0.9, 0.95)``.
+            patience: per-example early stopping of every stage (see
+                ``minimize_per_example``). ``None`` (default) runs all steps.
+            rel_tol: relative improvement that counts for ``patience``.
+            internal_batch_size: optimise at most this many examples at once
+                (bounds memory). Examples never influence each other's
+                updates, but batched kernels may sum in a different order for
+                different batch sizes: ``J`` is identical up to floating-point
+                reassociation (the last bits), not bit for bit, and the masks
+                may differ on elements whose change lies at the threshold
+                ``epsilon``. The same value gives bit-identical results.
+            coarse_to_fine: ``None`` (default) or a downsampling factor
+                ``f >= 2`` for large images: explain the inputs averaged over
+                ``f x f`` blocks first (all steps, about ``1/f**2`` of the
+                cost each), then run ``steps // f``, ``phase2_steps // f`` and
+                ``refine_steps // f`` updates at full resolution, warm-started
+                from the coarse change and restricted to the coarse mask
+                dilated by ``f`` pixels (:mod:`captum_regadv._coarse_to_fine`;
+                single-pixel detail stays possible). Destroy mode, no
+                ``feature_mask``, image/volume/sequence inputs, and a model
+                that accepts the smaller inputs (fully convolutional).
+
+        Refinement options:
+            refine_rounds: rounds of the refinement (destroy mode with a
+                probability score; see :mod:`captum_regadv._refinement`): each
+                ranks the mask's elements by how much the attack needs them,
+                keeps the smallest part with the lowest APE_D terms, and runs
+                ``refine_steps`` phase-2 updates inside it. 0 disables the
+                refinement. Default 3.
+            refine_candidates: mask sizes scored per round (geometric from the
+                whole mask down to ``refine_smallest`` of it), and as many again
+                between the best one's neighbours: ``2 * refine_candidates``
+                forward passes per round and example; 0 disables the
+                refinement. Default 8.
+            refine_smallest: smallest candidate, as a share of the mask, in
+                (0, 1]. Default 0.05.
+            refine_steps: phase-2 updates inside the pruned mask per round,
+                >= 0. Default 5. With the defaults an explanation costs
+                60 + 20 + 3 x (1 + 5) = 98 forward+backward passes and 50
+                forward passes per example, plus at most
+                ``refine_components + 2`` for the component pruning (more when
+                the opt-in weight search re-runs it).
+            refine_components: in the last round, before its polish, the mask
+                without each of its this many smallest connected components
+                (full connectivity over the spatial dims) is scored, then
+                without all of those whose removal alone did not hurt, and the
+                lowest APE_D terms are kept (:mod:`captum_regadv._components`):
+                drops fragments the attack does not need. Default 8; 0
+                disables it.
+
+        Weight handling options:
             dual_step: the per-example multiplier :math:`\lambda` on phase 1's
                 classification term (dual ascent on "class destroyed", destroy
                 mode; :mod:`captum_regadv._phase1_loss`): after
@@ -298,29 +350,8 @@ class RegularizedAdversarial(MaskAttribution):
                 ``dual_step=1`` gives the previous behaviour.
             search_factor: weight multiplier per search step, in (0, 1).
                 Default 0.1.
-            patience: per-example early stopping of every stage (see
-                ``minimize_per_example``). ``None`` (default) runs all steps.
-            rel_tol: relative improvement that counts for ``patience``.
-            internal_batch_size: optimise at most this many examples at once
-                (bounds memory). Examples never influence each other's
-                updates, but batched kernels may sum in a different order for
-                different batch sizes: ``J`` is identical up to floating-point
-                reassociation (the last bits), not bit for bit, and the masks
-                may differ on elements whose change lies at the threshold
-                ``epsilon``. The same value gives bit-identical results.
-            coarse_to_fine: ``None`` (default) or a downsampling factor
-                ``f >= 2`` for large images: explain the inputs averaged over
-                ``f x f`` blocks first (all steps, about ``1/f**2`` of the
-                cost each), then run ``steps // f``, ``phase2_steps // f`` and
-                ``refine_steps // f`` updates at full resolution, warm-started
-                from the coarse change and restricted to the coarse mask
-                dilated by ``f`` pixels (:mod:`captum_regadv._coarse_to_fine`;
-                single-pixel detail stays possible). Destroy mode, no
-                ``feature_mask``, image/volume/sequence inputs, and a model
-                that accepts the smaller inputs (fully convolutional).
-            show_progress: show a tqdm progress bar per stage and per
-                weight-search attempt, labelled with the attempt and its
-                weight scale, counting the attempt's forward+backward passes.
+
+        Output options:
             attribution: ``"mask"`` (default): the 0/1 mask of eq. 14 (after
                 the refinement). ``"change"``: a continuous attribution for
                 ranking metrics, heat maps and Quantus, :math:`|J - I|` of the
@@ -333,6 +364,9 @@ class RegularizedAdversarial(MaskAttribution):
                 better than IntegratedGradients on the lesion benchmark's
                 deletion AUC and deletion over the first 10% (README).
             return_perturbed: also return ``J``.
+            show_progress: show a tqdm progress bar per stage and per
+                weight-search attempt, labelled with the attempt and its
+                weight scale, counting the attempt's forward+backward passes.
 
         Returns:
             The attribution: tensors shaped, typed and placed like ``inputs``
@@ -340,6 +374,14 @@ class RegularizedAdversarial(MaskAttribution):
             ``(attribution, perturbed)``; ``perturbed`` equals the input
             exactly outside the mask (inside it in preserve mode) and lies
             within ``bounds``.
+
+        Warns:
+            UserWarning: once per call when the class was not destroyed
+                (:math:`M(J)_i \ge 0.5`; preserve mode: the score moved by more
+                than 0.1), with the count, the scores and what to try; once
+                when the target is not the predicted class (:math:`M(I)_i <
+                0.5`); see :mod:`captum_regadv._outcome`. And when a destroying
+                mask covers more than half of its example.
 
         Normalisation: both regularisers are means over the ``N`` elements of
         one example (all input tensors together), as in APE_D (eq. 5), so
@@ -395,6 +437,11 @@ class RegularizedAdversarial(MaskAttribution):
                     search_factor=float(search_factor),
                 )
         self.last_diagnostics = diagnostics
+        if phase2_steps > 0:  # phase2_steps=0 returns J = I by request
+            warn_on_failures(
+                diagnostics.score_before, diagnostics.score_after, mode=mode,
+                score=model.score, method="RegularizedAdversarial", hints=HINTS,
+            )
         warn_if_large(masks, mode)
         return format_result(
             masks, perturbed, originals, lifted=lifted, groups=call.groups,

@@ -86,6 +86,14 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_attr_annotations = True
+# RegularizedAdversarial.attribute groups its keyword options in these sections.
+napoleon_custom_sections = [
+    ("Core options", "params_style"),
+    ("Schedule options", "params_style"),
+    ("Refinement options", "params_style"),
+    ("Weight handling options", "params_style"),
+    ("Output options", "params_style"),
+]
 
 # -- MyST and notebooks ----------------------------------------------------------
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..fileio import LoadedImage, Prepared
+from .._outcome import judge
 from ..regularized_adversarial import LARGE_MASK, RegularizedAdversarial
 from ..scores import class_score, resolve_target
 from .config import COMPONENTS, ExplainConfig, one_line
@@ -36,7 +37,12 @@ class Explained:
     ``passes`` and ``forward_passes`` are the model passes spent on this
     input (``RegularizedAdversarial.last_diagnostics``); ``attempts > 1``
     means the weight search re-ran it; ``mask_fraction`` is the share of
-    the input's elements in the mask.
+    the input's elements in the mask. ``not_destroyed``: the class was not
+    destroyed (score after >= 0.5; preserve mode: the score moved by more
+    than :data:`~captum_regadv._outcome.PRESERVE_TOLERANCE`), so the mask is
+    not an explanation; ``target_not_predicted``: the target's score on the
+    input was already below 0.5 (destroy mode). The method's warnings for
+    both are counted in the summary instead.
     """
 
     target: int
@@ -51,6 +57,8 @@ class Explained:
     forward_passes: int
     attempts: int
     mask_fraction: float
+    not_destroyed: bool
+    target_not_predicted: bool
 
     @property
     def large_mask(self) -> bool:
@@ -78,8 +86,10 @@ def _explain_batch(items: Sequence[Item], plan: Plan) -> list[Explained]:
     else:
         targets = [config.target] * len(items)
     explainer = RegularizedAdversarial(model)
-    with warnings.catch_warnings():  # large masks are counted in the summary instead
+    with warnings.catch_warnings():  # these are counted in the summary instead
         warnings.filterwarnings("ignore", message="the mask covers more than")
+        warnings.filterwarnings("ignore", message="RegularizedAdversarial did not")
+        warnings.filterwarnings("ignore", message="the target is not the predicted class")
         mask, perturbed = cast(
             tuple[Tensor, Tensor],
             explainer.attribute(
@@ -92,8 +102,11 @@ def _explain_batch(items: Sequence[Item], plan: Plan) -> list[Explained]:
     with torch.no_grad():
         after = model(perturbed)
     index = resolve_target(targets, before)
-    score_before = class_score(before, index, config.score).tolist()
-    score_after = class_score(after, index, config.score).tolist()
+    scores = class_score(before, index, config.score), class_score(after, index, config.score)
+    outcome = judge(
+        *scores, mode=str(config.method.get("mode", "destroy")), score=config.score
+    )
+    score_before, score_after = scores[0].tolist(), scores[1].tolist()
     metric = ape_s if metric_name(config) == "ape_s" else ape_d
     components = metric(
         model, x, perturbed, target=targets, score=config.score, return_components=True
@@ -109,6 +122,7 @@ def _explain_batch(items: Sequence[Item], plan: Plan) -> list[Explained]:
             {c: float(getattr(components, c)[k]) for c in COMPONENTS}, seconds,
             int(diagnostics.passes[k]), int(diagnostics.forward_passes[k]),
             int(diagnostics.attempts[k]), float(fractions[k]),
+            bool(outcome.failed[k]), bool(outcome.not_predicted[k]),
         )
         for k in range(len(items))
     ]

@@ -140,6 +140,8 @@ def _finalize(plan: Plan, world: World, outcomes: Sequence[_Outcome]) -> dict[st
         "forward_passes": sum(int(r.get("forward_passes", 0)) for r in records),
         "weight_searches": sum(bool(r.get("weight_search")) for r in records),
         "large_masks": sum(bool(r.get("large_mask")) for r in records),
+        "not_destroyed": sum(bool(r.get("not_destroyed")) for r in records),
+        "target_not_predicted": sum(bool(r.get("target_not_predicted")) for r in records),
         "failures": failures,
         "processes": world.size,
         "results": RESULTS_FILE,
@@ -151,12 +153,15 @@ def _finalize(plan: Plan, world: World, outcomes: Sequence[_Outcome]) -> dict[st
     return summary
 
 
-def _final_line(summary: Mapping[str, Any], out: str) -> str:
+def _final_line(summary: Mapping[str, Any], out: str, mode: str = "destroy") -> str:
+    not_destroyed = "not destroyed" if mode == "destroy" else "score not kept"
     return (
         f"{summary['ok']} explained, {summary['skipped']} already done, "
         f"{summary['failed']} failed; {summary['passes']} forward+backward passes, "
         f"{summary['weight_searches']} weight searches, {summary['large_masks']} masks "
-        f"over half the input; see {os.path.join(out, SUMMARY_FILE)}"
+        f"over half the input, {summary['not_destroyed']} {not_destroyed}, "
+        f"{summary['target_not_predicted']} target not predicted; "
+        f"see {os.path.join(out, SUMMARY_FILE)}"
     )
 
 
@@ -208,7 +213,13 @@ def run_explain(config: ExplainConfig) -> int:
         if world.rank == 0:
             summary = _finalize(plan, world, outcomes)
             if config.progress:
-                print(_final_line(summary, plan.config.out), file=sys.stderr)
+                print(
+                    _final_line(
+                        summary, plan.config.out,
+                        str(plan.config.method.get("mode", "destroy")),
+                    ),
+                    file=sys.stderr,
+                )
         if world.distributed:
             # No process may exit before rank 0 has written the summary: torchrun
             # stops every process as soon as one exits with an error.

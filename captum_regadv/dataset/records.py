@@ -87,6 +87,8 @@ def write_item(plan: Plan, item: Item, result: Explained) -> dict[str, Any]:
         "weight_search": result.attempts > 1,
         "mask_fraction": result.mask_fraction,
         "large_mask": result.large_mask,
+        "not_destroyed": result.not_destroyed,
+        "target_not_predicted": result.target_not_predicted,
         "seconds": result.seconds,
         "fingerprint": plan.fingerprint,
     }
