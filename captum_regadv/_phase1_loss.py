@@ -23,7 +23,7 @@ size.
 
 **The multiplier** :math:`\lambda_n` (dual ascent on "class destroyed",
 destroy mode, replacing the restart weight search): it starts at 1; after the
-first ``warmup`` steps, it is multiplied by ``dual_step`` after every step on
+first ``warmup`` steps (default a third of phase 1), it is multiplied by ``dual_step`` after every step on
 which the class survives (:math:`M(J)_n \ge 0.5`) and divided by it (never
 below 1) after every step on which it does not. An example that the
 regularisers would leave classified gets a larger classification weight

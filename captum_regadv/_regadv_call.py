@@ -183,7 +183,7 @@ def prepare_call(
         show_progress=show_progress,
         release_weight=float(release_weight),
         dual_step=float(dual_step),
-        dual_warmup=steps // 2 if dual_warmup is None else int(dual_warmup),
+        dual_warmup=steps // 3 if dual_warmup is None else int(dual_warmup),
         refine_components=refine_components,
     )
     return CallSettings(settings=settings, bounds=value_bounds, groups=groups)
