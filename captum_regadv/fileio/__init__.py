@@ -29,7 +29,15 @@ from .atomic import (
     write_npz_atomic,
     write_png_atomic,
 )
-from .preprocess import Prepared, Preprocessing, Scale, mask_to_original, preprocess, render_overlay
+from .preprocess import (
+    Prepared,
+    Preprocessing,
+    Scale,
+    mask_to_original,
+    preprocess,
+    render_overlay,
+    window,
+)
 from .readers import SUPPORTED_SUFFIXES, image_kind, list_images, load_image, read_image
 from .volumes import read_dicom_series, read_nifti, render_slices, write_nifti_atomic
 
@@ -48,6 +56,7 @@ __all__ = [
     "read_nifti",
     "read_dicom_series",
     "preprocess",
+    "window",
     "mask_to_original",
     "render_overlay",
     "render_slices",
