@@ -310,3 +310,23 @@ def test_several_series_in_one_folder(tmp_path: Path) -> None:
     names = sorted(r["name"] for r in read_jsonl(out / "results.jsonl"))
     assert names == sorted([f"series-{uid_a}", f"series-{uid_b}"])
     assert json.loads((out / "summary.json").read_text())["complete"] == 2
+
+
+def test_transform_output_and_bounds_in_preprocess() -> None:
+    pixels = np.arange(12.0).reshape(3, 4)
+    image = LoadedImage(pixels, (0.0, 255.0))
+    p = preprocess(image, Preprocessing(transform=lambda t: t.numpy() * 2.0 - 1.0))
+    np.testing.assert_allclose(p.tensor[0].numpy(), pixels * 2.0 - 1.0)  # no --scale: raw values
+    assert (float(p.low), float(p.high)) == (-1.0, 21.0)
+    sized = preprocess(image, Preprocessing(transform=lambda t: t, size=(6, 8), mean=(1.0,)))
+    assert tuple(sized.tensor.shape) == (1, 6, 8)
+    assert (float(sized.low), float(sized.high)) == (-1.0, 10.0)
+    assert float(sized.tensor.min()) >= -1.0 and float(sized.tensor.max()) <= 10.0
+    with pytest.raises(ValueError, match="--preprocess returned NaN or Inf"):
+        preprocess(image, Preprocessing(transform=lambda t: t / 0.0))
+    with pytest.raises(ValueError, match="must return a tensor or array, got list"):
+        preprocess(image, Preprocessing(transform=lambda t: [1]))
+    with pytest.raises(ValueError, match="--preprocess failed: ZeroDivisionError"):
+        preprocess(image, Preprocessing(transform=lambda t: 1 / 0))
+    with pytest.raises(ValueError, match="--preprocess: expected a callable, got int"):
+        Preprocessing(transform=3)  # type: ignore[arg-type]
