@@ -114,7 +114,7 @@ def render_slices(
             ys = (np.arange(part.shape[0]) + 0.5) * (bottom - top) / part.shape[0]
             ax.contour(xs, ys, part.astype(float), levels=[0.5], colors=["red"],
                        linewidths=1.0)
-        ax.set_title(f"{panel.title}, {int(part.sum())} mask voxels")
+        ax.set_title(f"{panel.title}\n{int(part.sum())} mask voxels")
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
     assert shown is not None
