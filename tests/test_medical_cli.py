@@ -153,19 +153,19 @@ def test_weights_with_a_model_file_or_a_missing_file(
 # --------------------------------------------------------------------------- windowing
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50, deadline=None, derandomize=True)
 @given(
     values=arrays(np.float64, 20, elements=st.floats(-4000, 4000)),
     center=st.floats(-1000, 1000),
-    width=st.floats(1e-3, 4000),
+    width=st.floats(1.0, 4000),
 )
 def test_window_matches_its_formula(values: np.ndarray, center: float, width: float) -> None:
     out = window(values, center, width)
     low, high = center - width / 2, center + width / 2
-    np.testing.assert_allclose(out, (np.clip(values, low, high) - low) / width, atol=1e-12)
+    np.testing.assert_allclose(out, (np.clip(values, low, high) - low) / width, atol=1e-9)
     assert ((0 <= out) & (out <= 1)).all()
     order = np.argsort(values, kind="stable")
-    assert (np.diff(out[order]) >= -1e-12).all()  # monotone
+    assert (np.diff(out[order]) >= 0).all()  # monotone
 
 
 @pytest.mark.parametrize("bad", [(40.0, 0.0), (40.0, -1.0), (math.nan, 400.0), (40.0, math.inf)])
