@@ -141,7 +141,10 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL",
                         help="TorchScript file, torch.export .pt2 file, or "
                         "package.module:factory returning an nn.Module (the current folder "
-                        "is importable)")
+                        "is importable), e.g. a MONAI network")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="state dict loaded into the factory's model, strictly "
+                        "(torch.save(model.state_dict(), FILE))")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output folder (created once every check passed; locked while a "
                         "run uses it; rerun the same command to resume)")
@@ -149,10 +152,19 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                         help="class to explain (default: the model's predicted class)")
 
     prep = parser.add_argument_group("preprocessing")
-    prep.add_argument("--scale", choices=("unit", "minmax", "none"), default="unit",
+    prep.add_argument("--scale", choices=("unit", "minmax", "none"), default=None,
                       help="unit: to [0,1] by the pixel type's range (floats: own min-max "
                       "unless already in [0,1]); minmax: by each image's min-max; none: "
                       "keep values (default: unit)")
+    prep.add_argument("--window", type=_finite, nargs=2, metavar=("CENTER", "WIDTH"),
+                      help="CT intensity window: clip the values as read (HU, after the "
+                      "DICOM rescale) to [CENTER - WIDTH/2, CENTER + WIDTH/2] and map "
+                      "them to [0,1], e.g. --window 40 400 (soft tissue)")
+    prep.add_argument("--preprocess", metavar="package.module:factory",
+                      help="the model's own preprocessing: a factory returning a callable "
+                      "on the C x [D x] H x W tensor as read (e.g. a monai.transforms."
+                      "Compose of ScaleIntensityRange...); replaces --scale, must keep "
+                      "the shape; bounds default to its output's min and max")
     prep.add_argument("--mean", type=_floats, metavar="M[,M...]",
                       help="normalisation mean: one value, or one per channel separated by "
                       "commas (e.g. 0.485,0.456,0.406)")
@@ -205,24 +217,38 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
 
 
+def _usage_error(message: str) -> int:
+    print(f"{PROG} explain: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _run_explain(args: argparse.Namespace) -> int:
     from . import dataset_run
     from .dataset_run import ExplainConfig, SetupError
     from .fileio import Preprocessing
 
-    config = ExplainConfig(
-        inputs=tuple(args.inputs),
-        out=args.out,
-        model=args.model,
-        target=args.target,
-        preprocessing=Preprocessing(
-            scale=args.scale,
+    if args.preprocess is not None and args.scale is not None:
+        return _usage_error("--scale does not apply with --preprocess (the transform scales)")
+    try:
+        preprocessing = Preprocessing(
+            scale=args.scale or "unit",
             mean=args.mean,
             std=args.std,
             channels=args.channels,
             size=None if args.size is None else (args.size[0], args.size[1]),
             bounds=None if args.bounds is None else (args.bounds[0], args.bounds[1]),
-        ),
+            window=None if args.window is None else (args.window[0], args.window[1]),
+        )
+    except ValueError as err:
+        return _usage_error(str(err))
+    config = ExplainConfig(
+        inputs=tuple(args.inputs),
+        out=args.out,
+        model=args.model,
+        target=args.target,
+        preprocessing=preprocessing,
+        weights=args.weights,
+        preprocess=args.preprocess,
         method=_method_options(args),
         score=args.score,
         batch_size=args.batch_size,
@@ -234,7 +260,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         return dataset_run.run_explain(config)
     except SetupError as err:
         if err.report:
-            print(f"{PROG} explain: error: {err}", file=sys.stderr)
+            _usage_error(str(err))
         return 2
 
 

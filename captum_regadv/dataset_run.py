@@ -16,15 +16,18 @@ path relative to the folder common to all inputs (so ``a/x.png`` and
   ``ape_d_total``; ``ape_s_*`` with ``--mode preserve``);
 * ``<name>.record.json``: the input's results line, written last.
 
-A 3-D volume (a NIfTI file, or a folder holding one DICOM series) gets
+A 3-D volume (a NIfTI file, a multi-frame DICOM file, or a DICOM series:
+a folder holding one, or ``<folder>/series-<SeriesNumber>-<SeriesInstanceUID>``
+for each series of a folder holding several) gets
 ``<name>.mask.nii.gz`` (the mask, 0/1, with the input's affine),
 ``<name>.slices.png`` (the three orthogonal slices through the mask's
-centre, with a colorbar and a legend) and ``<name>.npz`` (as above, plus
-``affine``) instead. An input folder named like one of the run's own files
+centre, drawn in millimetres, with a colorbar and a legend) and
+``<name>.npz`` (as above, plus ``affine`` and the voxel ``spacing``) instead. An input folder named like one of the run's own files
 (``summary.json``, ``results.jsonl``) gets ``_`` appended in the outputs.
 
 At the end ``OUT/results.jsonl`` (one line per completed input, in input
-order: input, name, outputs relative to ``OUT``, shape, target, scores
+order: input, name, outputs relative to ``OUT``, shape, ``spacing`` (mm
+per axis, or null), target, scores
 before and after, APE components, the forward+backward ``passes`` and
 ``forward_passes`` spent, ``attempts`` and ``weight_search`` (whether the
 weight search re-ran the input), ``mask_fraction`` and ``large_mask``

@@ -179,7 +179,9 @@ fig
 # `torch.export` file, or as `package.module:factory`. For each volume it
 # writes `<name>.mask.nii.gz` (the mask with the input's affine, so it
 # overlays the scan in any NIfTI viewer), `<name>.slices.png` (the three
-# orthogonal slices through the mask's centre) and `<name>.npz`; rerunning
+# orthogonal slices through the mask's centre, drawn in millimetres with the
+# voxel spacing, so the 2 mm slices below look twice as thick as the 1 mm
+# voxels) and `<name>.npz` (with the voxel `spacing`); rerunning
 # the same command resumes a killed run.
 #
 # Here two of the test volumes are saved as NIfTI with a 2 mm x 1 mm x 1 mm

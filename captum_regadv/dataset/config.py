@@ -63,6 +63,11 @@ class ExplainConfig:
         threads: CPU threads of this process (``torch.set_num_threads``);
             ``None`` keeps torch's default. One thread is often fastest for
             small images or on a busy machine.
+        weights: a state dict file loaded into a ``package.module:factory``
+            model (``torch.save(model.state_dict(), path)``).
+        preprocess: ``package.module:factory`` returning the model's own
+            preprocessing transform (e.g. a ``monai.transforms.Compose``);
+            it becomes ``preprocessing.transform``.
     """
 
     inputs: tuple[str, ...]
@@ -76,6 +81,8 @@ class ExplainConfig:
     device: Optional[str] = None
     progress: bool = True
     threads: Optional[int] = None
+    weights: Optional[str] = None
+    preprocess: Optional[str] = None
 
 
 def one_line(err: BaseException) -> str:

@@ -41,7 +41,8 @@ def _write_pictures(
         affine = image.affine if image.affine is not None else np.eye(4)
         write_nifti_atomic(output_path(out, outputs["mask"]), mask, affine)
         write_bytes_atomic(
-            output_path(out, outputs["slices"]), render_slices(image.pixels, mask, affine)
+            output_path(out, outputs["slices"]),
+            render_slices(image.pixels, mask, affine, spacing=image.spacing),
         )
         return
     flat = mask if mask.ndim == 2 else np.asarray(mask.any(axis=2), dtype=np.uint8)
@@ -69,6 +70,8 @@ def write_item(plan: Plan, item: Item, result: Explained) -> dict[str, Any]:
     }
     if item.image.affine is not None:
         arrays["affine"] = item.image.affine
+    if item.image.spacing is not None:
+        arrays["spacing"] = np.asarray(item.image.spacing, dtype=np.float64)
     arrays.update({f"{metric}_{c}": np.float64(v) for c, v in result.ape.items()})
     write_npz_atomic(output_path(out, outputs["npz"]), arrays)
     record = {
@@ -76,6 +79,7 @@ def write_item(plan: Plan, item: Item, result: Explained) -> dict[str, Any]:
         "name": item.name,
         "outputs": outputs,
         "shape": list(item.image.pixels.shape),
+        "spacing": None if item.image.spacing is None else list(item.image.spacing),
         "model_input_shape": list(result.inputs.shape),
         "target": result.target,
         "score_before": result.score_before,

@@ -1,7 +1,9 @@
 """Setup: every check that can fail before any work, and the run's settings.
 
 The settings fingerprint covers everything that changes the results: the
-model (its file's hash), target, preprocessing, method options, score,
+model (its file's hash; a factory's name and its ``--weights`` file's
+hash), target, preprocessing (``--window``, the ``--preprocess`` factory's
+name), method options, score,
 package and torch versions, device (type and GPU name), input dtype, CPU
 threads and batch size (reductions split differently across threads or
 batch sizes change masks in the last bits). A record made with another
@@ -22,7 +24,7 @@ from torch import Tensor
 from ..fileio import ImageReadError, LoadedImage, list_images, load_image, preprocess
 from ..scores import class_score, resolve_target
 from .config import ExplainConfig, SetupError, one_line
-from .models import load_model, model_dtype, model_identity
+from .models import load_model, load_transform, model_dtype, model_identity
 from .naming import output_names
 from .outdir import check_out_dir
 
@@ -115,13 +117,18 @@ def probe(
     return (config.preprocessing.channels or 1), 2
 
 
-def _settings(config: ExplainConfig, model: str, device: torch.device) -> dict[str, Any]:
+def _settings(
+    config: ExplainConfig, model: str, device: torch.device, weights: Optional[str]
+) -> dict[str, Any]:
     from .. import __version__
 
     prep = config.preprocessing
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {
         "model": model,
+        "weights": weights,
+        "window": None if prep.window is None else list(prep.window),
+        "preprocess": config.preprocess,
         "target": config.target,
         "scale": prep.scale,
         "mean": None if prep.mean is None else list(prep.mean),
@@ -153,13 +160,17 @@ def make_plan(config: ExplainConfig, device: torch.device) -> Plan:
     if not files:
         raise SetupError(f"no input images found in {' '.join(config.inputs)}")
     check_out_dir(out)
-    model = load_model(config.model, device)
+    model = load_model(config.model, device, config.weights)
     prep = replace(config.preprocessing, dtype=model_dtype(model))
+    if config.preprocess is not None:
+        prep = replace(prep, transform=load_transform(config.preprocess))
     config = replace(config, out=out, preprocessing=prep, method=dict(config.method))
     channels, spatial = probe(model, files, config, device)
-    identity = _settings(config, model_identity(config.model), device)
+    weights = config.weights
+    identity = _settings(config, model_identity(config.model), device,
+                         None if weights is None else model_identity(weights))
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return Plan(
         files, output_names(files), model, device, config, fingerprint,
-        _settings(config, config.model, device), channels, spatial,
+        _settings(config, config.model, device, weights), channels, spatial,
     )

@@ -29,12 +29,18 @@ class LoadedImage:
         spatial: 2 for an image, 3 for a volume.
         affine: a volume's voxel-to-world (RAS, millimetres) ``4 x 4``
             matrix; ``None`` for 2-D images.
+        spacing: the distance in millimetres between neighbouring elements
+            along each spatial axis of ``pixels``: ``(d, h, w)`` for a volume
+            (NIfTI header zooms; DICOM slice step and ``PixelSpacing``),
+            ``(h, w)`` for a 2-D DICOM image with ``PixelSpacing``; ``None``
+            when the file does not say.
     """
 
     pixels: FloatArray
     value_range: Optional[ValueRange]
     spatial: int = 2
     affine: Optional[FloatArray] = None
+    spacing: Optional[tuple[float, ...]] = None
 
 
 class ImageReadError(ValueError):

@@ -2,16 +2,18 @@ r"""From an image to a model input and back: preprocessing, masks, overlays.
 
 :func:`preprocess` turns an image (2-D, or a 3-D volume) into a model input
 ``C x h x w`` (``C x D x H x W``) with its valid value range (``--scale``,
-``--channels``, ``--size``, ``--mean``/``--std``, ``--bounds`` of the command
-line); :func:`mask_to_original` maps a mask back to the image's own
-resolution and layout; :func:`render_overlay` draws the mask's outline on a
-2-D image.
+``--channels``, ``--size``, ``--mean``/``--std``, ``--bounds``, the CT window
+``--window`` and a user's transform ``--preprocess`` of the command line);
+:func:`window` is the CT intensity window; :func:`mask_to_original` maps a
+mask back to the image's own resolution and layout; :func:`render_overlay`
+draws the mask's outline on a 2-D image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Sequence
+import math
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -26,14 +28,16 @@ __all__ = [
     "Preprocessing",
     "Prepared",
     "Scale",
+    "Transform",
     "preprocess",
+    "window",
     "mask_to_original",
     "render_overlay",
 ]
 
 Scale = Literal["unit", "minmax", "none"]
+Transform = Callable[[Tensor], Any]
 _LUMA = np.array([0.299, 0.587, 0.114])
-
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,20 @@ class Preprocessing:
             ([0, 1] for ``unit``, the type's range for ``none``, or the
             image's own min-max for floating-point data).
         dtype: the model input's floating-point type.
+        window: CT intensity window ``(center, width)`` applied to the
+            values as read (after the DICOM rescale, so in HU for CT): see
+            :func:`window`; the windowed image lies in [0, 1] and ``scale``
+            then applies to that range (``unit`` keeps it).
+        transform: the model's own preprocessing (e.g. a
+            ``monai.transforms.Compose``), called on the image as read (after
+            ``channels`` and ``window``) as a float64 tensor ``C x H x W``
+            (``C x D x H x W``); it replaces ``scale`` and must return a tensor
+            or array of the same shape. Without ``bounds`` the valid range is
+            the per-channel min and max of its output.
+
+    Raises:
+        ValueError: ``window`` has a width that is not positive, or a value
+            that is not finite; ``transform`` is not callable.
     """
 
     scale: Scale = "unit"
@@ -65,6 +83,20 @@ class Preprocessing:
     size: Optional[tuple[int, int]] = None
     bounds: Optional[tuple[float, float]] = None
     dtype: torch.dtype = torch.float32
+    window: Optional[tuple[float, float]] = None
+    transform: Optional[Transform] = None
+
+    def __post_init__(self) -> None:
+        if self.window is not None:
+            center, width = (float(v) for v in self.window)
+            if not (math.isfinite(center) and math.isfinite(width)):
+                raise ValueError(f"--window: CENTER and WIDTH must be finite, got {self.window}")
+            if width <= 0:
+                raise ValueError(f"--window: WIDTH must be > 0, got {width:g}")
+        if self.transform is not None and not callable(self.transform):
+            raise ValueError(
+                f"--preprocess: expected a callable, got {type(self.transform).__name__}"
+            )
 
 
 @dataclass(frozen=True)
@@ -124,19 +156,61 @@ def _per_channel(
     return t.expand(channels).reshape((channels,) + (1,) * spatial).clone()
 
 
-def _resize(t: Tensor, size: tuple[int, int], low: float, high: float) -> Tensor:
+def _resize(t: Tensor, size: tuple[int, int], low: Tensor, high: Tensor) -> Tensor:
     if tuple(t.shape[1:]) == size:
         return t
     resized = F.interpolate(
         t[None], size=size, mode="bilinear", align_corners=False, antialias=True
     )[0]
-    return resized.clamp(low, high)  # the interpolation is convex; remove rounding
+    # the interpolation is convex; remove rounding
+    return torch.maximum(torch.minimum(resized, high), low)
+
+
+def window(pixels: FloatArray, center: float, width: float) -> FloatArray:
+    r"""CT intensity window: values clipped to :math:`[c - w/2, c + w/2]`, mapped to [0, 1].
+
+    .. math::
+
+        W(v) = \min\Big(1, \max\Big(0, \frac{v - (c - w/2)}{w}\Big)\Big)
+
+    Example (a soft-tissue window, centre 40 HU, width 400 HU):
+        >>> import numpy as np
+        >>> window(np.array([-1000.0, -160.0, 40.0, 240.0, 3000.0]), 40.0, 400.0).tolist()
+        [0.0, 0.0, 0.5, 1.0, 1.0]
+    """
+    low = center - width / 2.0
+    return np.asarray(np.clip((pixels - low) / width, 0.0, 1.0), dtype=np.float64)
+
+
+def _transformed(t: Tensor, transform: Transform) -> tuple[Tensor, Tensor, Tensor]:
+    """The user's transform on ``C x ...``: its output and per-channel min/max."""
+    try:
+        out = transform(t.clone())
+    except Exception as err:  # the user's transform can fail in any way
+        raise ValueError(f"--preprocess failed: {type(err).__name__}: {err}") from err
+    if not isinstance(out, (Tensor, np.ndarray)):
+        raise ValueError(
+            f"--preprocess must return a tensor or array, got {type(out).__name__}"
+        )
+    out = torch.as_tensor(np.asarray(out) if isinstance(out, np.ndarray) else out.detach())
+    out = out.as_subclass(Tensor).to("cpu", torch.float64)  # MONAI's MetaTensor: plain
+    if tuple(out.shape) != tuple(t.shape):
+        raise ValueError(
+            f"--preprocess must keep the shape {tuple(t.shape)} (masks map back voxel by "
+            f"voxel), got {tuple(out.shape)}"
+        )
+    if not torch.isfinite(out).all():
+        raise ValueError("--preprocess returned NaN or Inf")
+    flat = out.flatten(1)
+    ones = (1,) * (t.dim() - 1)
+    return out, flat.amin(1).reshape((-1,) + ones), flat.amax(1).reshape((-1,) + ones)
 
 
 def preprocess(image: LoadedImage, prep: Preprocessing) -> Prepared:
     r"""Turn an image into a model input ``C x h x w`` and its valid range.
 
-    Order: channels, scale, resize, normalise:
+    Order: channels, window, scale (or the user's transform), resize,
+    normalise:
 
     .. math::
 
@@ -162,11 +236,20 @@ def preprocess(image: LoadedImage, prep: Preprocessing) -> Prepared:
     if prep.size is not None and image.spatial == 3:
         raise ValueError("--size resizes 2-D images; volumes are explained at their own size")
     pixels = _as_channels(image, prep.channels)
-    pixels, (low, high) = _scale(pixels, image.value_range, prep.scale)
+    value_range = image.value_range
+    if prep.window is not None:
+        pixels, value_range = window(pixels, *prep.window), (0.0, 1.0)
+    if prep.transform is None:
+        pixels, (low, high) = _scale(pixels, value_range, prep.scale)
     t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(pixels, -1, 0)))
-    if prep.size is not None:
-        t = _resize(t, prep.size, low, high)
     c, ones = t.shape[0], (1,) * image.spatial
+    if prep.transform is not None:
+        t, low_c, high_c = _transformed(t, prep.transform)
+    else:
+        low_c = torch.full((c,) + ones, low, dtype=torch.float64)
+        high_c = torch.full((c,) + ones, high, dtype=torch.float64)
+    if prep.size is not None:
+        t = _resize(t, prep.size, low_c, high_c)
     mean = _per_channel(prep.mean, c, "mean", 0.0, image.spatial)
     std = _per_channel(prep.std, c, "std", 1.0, image.spatial)
     t = (t - mean) / std
@@ -174,7 +257,7 @@ def preprocess(image: LoadedImage, prep: Preprocessing) -> Prepared:
         lo_t = torch.full((c,) + ones, prep.bounds[0], dtype=torch.float64)
         hi_t = torch.full((c,) + ones, prep.bounds[1], dtype=torch.float64)
     else:
-        lo_t, hi_t = (low - mean) / std, (high - mean) / std
+        lo_t, hi_t = (low_c - mean) / std, (high_c - mean) / std
     return Prepared(t.to(prep.dtype), lo_t.to(prep.dtype), hi_t.to(prep.dtype))
 
 

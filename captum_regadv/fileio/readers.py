@@ -4,8 +4,11 @@ Pure functions, no model and no global state:
 
 * :func:`load_image` / :func:`read_image` read one PNG, JPEG, BMP, TIFF
   (16-bit too), DICOM or ``.npy`` file into a float64 array ``H x W`` or
-  ``H x W x C``, and a NIfTI file or a folder holding one DICOM series into
-  a volume ``D x H x W`` (see :mod:`captum_regadv.fileio.volumes`);
+  ``H x W x C``, and a NIfTI file, a multi-frame DICOM file or a DICOM
+  series (a folder, or one series of a folder) into a volume ``D x H x W``
+  (see :mod:`~captum_regadv.fileio.volumes`,
+  :mod:`~captum_regadv.fileio.dicom_series`,
+  :mod:`~captum_regadv.fileio.dicom_multiframe`);
   anything unreadable, unsupported or malformed raises a ``ValueError`` that
   names the file and the reason. FIFOs, devices and sockets are never
   opened (reading them can block forever): they fail with that reason.
@@ -14,8 +17,12 @@ Pure functions, no model and no global state:
 
 DICOM pixel data are rescaled as the header says
 (``RescaleSlope * stored + RescaleIntercept``), and MONOCHROME1 images are
-inverted within their range so that bright always means high. No VOI window
-is applied.
+inverted within their range so that bright always means high (see
+:mod:`~captum_regadv.fileio.dicom`). No VOI window is applied here.
+
+Which reader reads a path is decided by
+:func:`~captum_regadv.fileio.kinds.image_kind`, one floor down, so that no
+volume reader needs to import this module.
 """
 
 from __future__ import annotations
@@ -33,12 +40,15 @@ from ._base import (
     LoadedImage,
     Malformed,
     ValueRange,
-    header_float,
     nominal_range,
     one_line,
     special_file,
 )
-from .volumes import NIFTI_SUFFIXES, dicom_files, is_dicom_series, read_dicom_series, read_nifti
+from .dicom import frame_count, grayscale, pixel_spacing, pydicom_module, rescale, slope_intercept
+from .dicom_multiframe import read_multiframe
+from .dicom_series import read_dicom_series, series_inputs
+from .kinds import SUPPORTED_SUFFIXES, image_kind
+from .volumes import read_nifti
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -49,49 +59,6 @@ __all__ = [
     "read_image",
     "list_images",
 ]
-
-_PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-_TIFF_SUFFIXES = (".tif", ".tiff")
-_DICOM_SUFFIXES = (".dcm", ".dicom")
-_NUMPY_SUFFIXES = (".npy",)
-SUPPORTED_SUFFIXES: tuple[str, ...] = (
-    _PILLOW_SUFFIXES + _TIFF_SUFFIXES + _DICOM_SUFFIXES + _NUMPY_SUFFIXES + NIFTI_SUFFIXES
-)
-
-
-def image_kind(path: str) -> Optional[str]:
-    """``"pillow"``, ``"tiff"``, ``"dicom"``, ``"numpy"``, ``"nifti"``,
-    ``"dicom-series"`` (a folder) or ``None`` (unsupported).
-
-    Decided by the file name's suffix; a regular file with another suffix (or
-    none) counts as DICOM when it carries the ``DICM`` magic at byte 128. A
-    folder is a ``"dicom-series"`` (it may still fail to read as one).
-    """
-    if os.path.isdir(path):
-        return "dicom-series"
-    if path.lower().endswith(NIFTI_SUFFIXES):
-        return "nifti"
-    suffix = os.path.splitext(path)[1].lower()
-    for kind, suffixes in (
-        ("pillow", _PILLOW_SUFFIXES),
-        ("tiff", _TIFF_SUFFIXES),
-        ("dicom", _DICOM_SUFFIXES),
-        ("numpy", _NUMPY_SUFFIXES),
-    ):
-        if suffix in suffixes:
-            return kind
-    return "dicom" if _has_dicom_magic(path) else None
-
-
-def _has_dicom_magic(path: str) -> bool:
-    if special_file(path) is not None:  # never open a FIFO or a device
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
 
 
 def load_image(path: str) -> LoadedImage:
@@ -194,37 +161,18 @@ def _read_tiff(path: str) -> LoadedImage:
 
 
 def _read_dicom(path: str) -> LoadedImage:
-    try:
-        import pydicom
-    except ImportError:
-        raise Malformed("reading DICOM needs pydicom (pip install pydicom)") from None
-    ds = pydicom.dcmread(path)
+    ds = pydicom_module().dcmread(path)
     if "PixelData" not in ds:
         raise Malformed("the DICOM file has no pixel data")
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).strip()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise Malformed(
-            f"only grayscale DICOM (MONOCHROME1/2) is supported, got {photometric}"
-        )
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames != 1:
-        raise Malformed(f"has {frames} frames; only single-frame DICOM is supported")
+    grayscale(ds)
+    if frame_count(ds) > 1:
+        return read_multiframe(ds)  # a volume, one frame per slice
     stored = np.asarray(ds.pixel_array)
     if stored.ndim != 2:
         raise Malformed(f"expected one 2-D grayscale frame, got shape {stored.shape}")
-    slope = header_float(ds, "RescaleSlope", 1.0)
-    intercept = header_float(ds, "RescaleIntercept", 0.0)
-    bits = int(getattr(ds, "BitsStored", 0) or 0) or None
-    signed = int(getattr(ds, "PixelRepresentation", 0) or 0) == 1
-    raw_dtype = np.dtype(np.int64 if signed else np.uint64)
-    raw_range = nominal_range(raw_dtype, bits or stored.dtype.itemsize * 8)
-    assert raw_range is not None  # integer dtype
-    ends = sorted(v * slope + intercept for v in raw_range)
-    value_range = (ends[0], ends[1])
-    pixels = stored.astype(np.float64) * slope + intercept
-    if photometric == "MONOCHROME1":
-        pixels = value_range[0] + value_range[1] - pixels
-    return _finish(pixels, value_range)
+    pixels, value_range = rescale(ds, stored, *slope_intercept(ds))
+    image = _finish(pixels, value_range)
+    return LoadedImage(image.pixels, image.value_range, spacing=pixel_spacing(ds))
 
 
 def _read_numpy(path: str) -> LoadedImage:
@@ -260,10 +208,12 @@ def list_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
     or device, is then reported when it is read); inside folders, searched
     recursively, only files of a supported type are listed, and hidden files
     and folders (name starting with ``.``) and the folders in ``exclude`` are
-    skipped. A folder whose DICOM files are the slices of one series (see
-    :func:`~captum_regadv.fileio.volumes.is_dicom_series`) is listed as one
-    input, the folder itself, in place of its DICOM files. Duplicates are
-    listed once.
+    skipped. The slices of a DICOM series (two or more single-frame files
+    sharing a ``SeriesInstanceUID``) are listed as one input in place of
+    their files: the folder itself when its DICOM files are one series, else
+    one series name per series (see
+    :func:`~captum_regadv.fileio.dicom_series.series_inputs`). A series name
+    given explicitly is listed as given. Duplicates are listed once.
 
     Raises:
         FileNotFoundError: a path does not exist.
@@ -274,7 +224,7 @@ def list_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
         full = os.path.abspath(path)
         if os.path.isdir(full):
             found.update(_walk_images(full, excluded))
-        elif os.path.lexists(full):
+        elif os.path.lexists(full) or image_kind(full) == "dicom-series":
             found.add(full)
         else:
             raise FileNotFoundError(f"input '{path}' does not exist")
@@ -292,8 +242,6 @@ def _walk_images(root: str, excluded: set[str]) -> Iterable[str]:
             if not name.startswith(".")
             and image_kind(path := os.path.join(folder, name)) is not None
         ]
-        series = dicom_files(folder)
-        if is_dicom_series(series):
-            yield folder
-            listed = [p for p in listed if p not in series]
-        yield from listed
+        series, covered = series_inputs(folder)
+        yield from series
+        yield from (p for p in listed if p not in covered)
