@@ -5,7 +5,9 @@ Seven methods explain class 1 of a 3-D classifier on the same volumes:
 * MONAI's ``OcclusionSensitivity`` (its defaults: ``mask_size=16``,
   ``overlap=0.6``, ``mode="gaussian"``), map :math:`p(I) - p(\text{occluded})`;
 * MONAI's ``GradCAM`` and ``GradCAMpp`` on the layer ``target_layer``
-  (each on a copy of the model, since they hook into it);
+  (each on a copy of the model, since they hook into it), upsampled by
+  MONAI, without MONAI's default postprocessing (which maps the largest
+  value to 0 and the smallest to 1);
 * Captum's ``IntegratedGradients`` (baseline 0, ``ig_steps`` steps) and
   ``Occlusion`` (a cube of ``occlusion_window`` voxels, stride half of it,
   baseline 0);
@@ -47,7 +49,7 @@ from ..regularized_adversarial import RegularizedAdversarial
 
 __all__ = [
     "CompareRow", "CompareSettings", "CountingModule", "METHODS", "compare_methods",
-    "format_compare_markdown",
+    "format_compare_markdown", "summary_in_words",
 ]
 
 METHODS: tuple[str, ...] = (
@@ -92,7 +94,8 @@ class CompareSettings:
     ``ig_steps``: IntegratedGradients' steps; ``occlusion_window``: side of
     Captum's occluding cube; ``rule_steps``: steps of the same-rule phase-2
     rule; ``thresholds``: candidates per scan; ``deletion_steps``: points
-    of the deletion curve; ``target_layer``: the layer GradCAM reads.
+    of the deletion curve; ``target_layer``: the layer GradCAM reads;
+    ``occlusion_mask_size``: MONAI's occluding cube (its default 16).
     """
 
     ig_steps: int = 16
@@ -101,6 +104,7 @@ class CompareSettings:
     thresholds: int = 12
     deletion_steps: int = 50
     target_layer: str = "class_layers.relu"
+    occlusion_mask_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -121,24 +125,30 @@ class CompareRow:
         return asdict(self)
 
 
-def _monai_occlusion(model: nn.Module, x: Tensor) -> Tensor:
+def _monai_occlusion(model: nn.Module, x: Tensor, mask_size: int) -> Tensor:
     from monai.visualize import OcclusionSensitivity
 
     with torch.no_grad():
         p = torch.softmax(model(x), 1)[:, 1]
-    explainer = OcclusionSensitivity(model, verbose=False)
+    explainer = OcclusionSensitivity(model, mask_size=mask_size, verbose=False)
     # it takes one volume at a time
     occluded = torch.cat([explainer(x[k : k + 1])[0][:, 1:2] for k in range(x.shape[0])])
     return (p.view(-1, 1, 1, 1, 1) - occluded).detach()
+
+
+def _identity(t: Tensor) -> Tensor:
+    return t
 
 
 def _monai_cam(kind: str, model: nn.Module, x: Tensor, layer: str) -> Tensor:
     from monai.visualize import GradCAM, GradCAMpp
 
     cls = GradCAM if kind == "MONAI GradCAM" else GradCAMpp
-    cam = cls(nn_module=model, target_layers=f"model.{layer}")
-    out: Tensor = cam(x, class_idx=1)
-    return out.detach()
+    # raw (ReLU'd) map: MONAI's default postprocessing maps the maximum to 0 ("flips
+    # magnitudes"), the scoring normalises each map by its own maximum
+    cam = cls(nn_module=model, target_layers=f"model.{layer}", postprocessing=_identity)
+    # one volume at a time: GradCAMpp's score broadcasts wrongly over a batch (MONAI 1.6)
+    return torch.cat([cam(x[k : k + 1], class_idx=1).detach() for k in range(x.shape[0])])
 
 
 def _explain(
@@ -147,7 +157,7 @@ def _explain(
     """``(map, own mask and J stacked or None, own rule)``; mask and J of this method only."""
     zero_fill = functools.partial(fill_with_reference, reference=0.0)
     if name == "MONAI OcclusionSensitivity":
-        return _monai_occlusion(counted, x), None, zero_fill
+        return _monai_occlusion(counted, x, settings.occlusion_mask_size), None, zero_fill
     if name in ("MONAI GradCAM", "MONAI GradCAMpp"):
         hooked = CountingModule(copy.deepcopy(counted.model))
         cam = _monai_cam(name, hooked, x, settings.target_layer)
@@ -214,7 +224,8 @@ def compare_methods(
         >>> x = torch.rand(1, 1, 8, 8, 8); gt = x > 0.9
         >>> rows, _ = compare_methods(net, x, gt, methods=["Captum IntegratedGradients"],
         ...     settings=CompareSettings(ig_steps=2, rule_steps=1, thresholds=2,
-        ...                              deletion_steps=2, occlusion_window=4))
+        ...                              deletion_steps=2, occlusion_window=4,
+        ...                              occlusion_mask_size=4))
         >>> rows[0].method, rows[0].passes_per_volume
         ('Captum IntegratedGradients', 2.0)
     """
@@ -289,4 +300,38 @@ def format_compare_markdown(rows: Sequence[CompareRow]) -> str:
         d = row.as_dict()
         cells = [d[k] if isinstance(d[k], str) else f"{d[k]:.4g}" for _, k in _HEAD]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_in_words(rows: Sequence[CompareRow], ours: str = "RegularizedAdversarial") -> str:
+    """Which method is best on each measure, and where ``ours`` stands, in words.
+
+    Example:
+        >>> a = CompareRow("A", 0.5, 0.3, 50.0, 1.0, 0.2, 1.0, 10.0, 2)
+        >>> b = CompareRow("RegularizedAdversarial", 0.4, 0.4, 100.0, 0.1, 0.3, 5.0, 90.0, 2)
+        >>> print(summary_in_words([a, b]))  # doctest: +NORMALIZE_WHITESPACE
+        APE_D (same rule, lower is better): best A (0.3); RegularizedAdversarial 0.4, rank 2 of 2.
+        CC hit rate (higher is better): best RegularizedAdversarial (100); RegularizedAdversarial 100, rank 1 of 2.
+        deletion AUC (lower is better): best A (0.2); RegularizedAdversarial 0.3, rank 2 of 2.
+        passes / volume (lower is better): best A (10); RegularizedAdversarial 90, rank 2 of 2.
+        <BLANKLINE>
+    """
+    mine = next((r for r in rows if r.method == ours), None)
+    lines = []
+    for title, key, higher in (
+        ("APE_D (same rule, lower is better)", "ape_d_same_rule", False),
+        ("CC hit rate (higher is better)", "cc_hit_rate", True),
+        ("deletion AUC (lower is better)", "deletion_auc", False),
+        ("passes / volume (lower is better)", "passes_per_volume", False),
+    ):
+        ordered = sorted(rows, key=lambda r: -getattr(r, key) if higher else getattr(r, key))
+        best = ordered[0]
+        line = f"{title}: best {best.method} ({getattr(best, key):.4g})"
+        if mine is not None:
+            value = getattr(mine, key)
+            better = sum(
+                (getattr(r, key) > value) if higher else (getattr(r, key) < value) for r in rows
+            )
+            line += f"; {ours} {value:.4g}, rank {1 + better} of {len(rows)}"
+        lines.append(line + ".")
     return "\n".join(lines) + "\n"

@@ -183,8 +183,9 @@ def make_volume_dataset(
     Example:
         >>> ds = make_volume_dataset(4, size=16, seed=1)
         >>> ds.images.shape, ds.labels.tolist()
-        (torch.Size([4, 1, 16, 16, 16]), [1, 0, 1, 0])
-        >>> bool(ds.masks[ds.labels == 0].any()), bool(ds.masks[ds.labels == 1].flatten(1).any(1).all())
+        (torch.Size([4, 1, 16, 16, 16]), [1, 0, 0, 1])
+        >>> pos = ds.labels == 1
+        >>> bool(ds.masks[~pos].any()), bool(ds.masks[pos].flatten(1).any(1).all())
         (False, True)
     """
     check_size(size, minimum=16)
