@@ -9,7 +9,9 @@ from the cache; the network is fully convolutional up to a global pool, so it
 takes any size) with the package defaults (``bounds=(0, 1)``). Each size runs
 in a fresh subprocess, so its peak memory is its own: ``ru_maxrss`` of the
 child (it includes the Python process, torch and the model, about 0.3 GiB).
-Prints wall time, model passes (``last_diagnostics.passes``), peak memory,
+``--steps``/``--phase2-steps`` cap the schedule (for sizes where the default
+schedule takes hours: seconds per pass and peak memory do not depend on the
+number of steps). Prints wall time, model passes (``last_diagnostics.passes``), peak memory,
 the class probability before and after, the mask's voxels, and the largest
 cube that fits in 16 GB by a linear fit of peak memory against voxels over
 the sizes run (an extrapolation, not a run).
@@ -29,7 +31,7 @@ import torch
 from captum_regadv import RegularizedAdversarial
 
 
-def child(size: int) -> dict[str, float]:
+def child(size: int, steps: int | None, phase2_steps: int | None) -> dict[str, float]:
     from captum_regadv.benchmark.monai_model import load_or_train_volumes
     from captum_regadv.benchmark.volumes import make_volume_dataset
 
@@ -37,7 +39,8 @@ def child(size: int) -> dict[str, float]:
     x = make_volume_dataset(1, size=size, positive_fraction=1.0, seed=1).images
     explainer = RegularizedAdversarial(model)
     start = time.perf_counter()
-    mask = explainer.attribute(x, target=1, bounds=(0.0, 1.0))
+    budget = {k: v for k, v in (("steps", steps), ("phase2_steps", phase2_steps)) if v}
+    mask = explainer.attribute(x, target=1, bounds=(0.0, 1.0), **budget)
     seconds = time.perf_counter() - start
     d = explainer.last_diagnostics
     assert d is not None and isinstance(mask, torch.Tensor)
@@ -53,17 +56,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--sizes", default="128,256")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=None, help="cap phase 1 (default: the package's)")
+    p.add_argument("--phase2-steps", type=int, default=None, help="cap phase 2 (default: the package's)")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.child is not None:
-        print(json.dumps(child(args.child)))
+        print(json.dumps(child(args.child, args.steps, args.phase2_steps)))
         return
-    print(f"torch {torch.__version__}, {args.threads} thread(s); RegularizedAdversarial defaults")
+    budget = "defaults" if not (args.steps or args.phase2_steps) else (
+        f"steps={args.steps}, phase2_steps={args.phase2_steps} (a capped schedule)")
+    print(f"torch {torch.__version__}, {args.threads} thread(s); RegularizedAdversarial {budget}")
     print("size         seconds  passes  s/pass  peak GiB  p before  p after  mask voxels")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         cmd = [sys.executable, __file__, "--child", str(size), "--threads", str(args.threads)]
+        cmd += [f"--{k}={v}" for k, v in (("steps", args.steps), ("phase2-steps", args.phase2_steps)) if v]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         rows.append(r)
