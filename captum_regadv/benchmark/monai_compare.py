@@ -41,7 +41,13 @@ import torch
 from captum.attr import IntegratedGradients, Occlusion
 from torch import Tensor, nn
 
-from ..mask_rules import default_thresholds, fill_with_reference, perturb_within_mask, scan_threshold
+from ..mask_rules import (
+    PerturbRule,
+    default_thresholds,
+    fill_with_reference,
+    perturb_within_mask,
+    scan_threshold,
+)
 from ..meaningful_perturbation import MeaningfulPerturbation, deletion_reference
 from ..metrics import ape_d, cc_hit_rate
 from ..ranking_metrics import deletion_auc
@@ -126,7 +132,7 @@ class CompareRow:
 
 
 def _monai_occlusion(model: nn.Module, x: Tensor, mask_size: int) -> Tensor:
-    from monai.visualize import OcclusionSensitivity
+    from monai.visualize.occlusion_sensitivity import OcclusionSensitivity
 
     with torch.no_grad():
         p = torch.softmax(model(x), 1)[:, 1]
@@ -141,7 +147,7 @@ def _identity(t: Tensor) -> Tensor:
 
 
 def _monai_cam(kind: str, model: nn.Module, x: Tensor, layer: str) -> Tensor:
-    from monai.visualize import GradCAM, GradCAMpp
+    from monai.visualize.class_activation_maps import GradCAM, GradCAMpp
 
     cls = GradCAM if kind == "MONAI GradCAM" else GradCAMpp
     # raw (ReLU'd) map: MONAI's default postprocessing maps the maximum to 0 ("flips
@@ -153,9 +159,9 @@ def _monai_cam(kind: str, model: nn.Module, x: Tensor, layer: str) -> Tensor:
 
 def _explain(
     name: str, counted: CountingModule, x: Tensor, settings: CompareSettings
-) -> tuple[Tensor, Optional[Tensor], Callable[[Tensor, Tensor], Tensor]]:
+) -> tuple[Tensor, Optional[Tensor], PerturbRule]:
     """``(map, own mask and J stacked or None, own rule)``; mask and J of this method only."""
-    zero_fill = functools.partial(fill_with_reference, reference=0.0)
+    zero_fill: PerturbRule = functools.partial(fill_with_reference, reference=0.0)
     if name == "MONAI OcclusionSensitivity":
         return _monai_occlusion(counted, x, settings.occlusion_mask_size), None, zero_fill
     if name in ("MONAI GradCAM", "MONAI GradCAMpp"):
@@ -236,7 +242,7 @@ def compare_methods(
             raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")
     n = volumes.shape[0]
     counted = CountingModule(model)
-    same_rule = functools.partial(
+    same_rule: PerturbRule = functools.partial(
         perturb_within_mask, model, target=1, bounds=(0.0, 1.0), steps=settings.rule_steps
     )
     rows: list[CompareRow] = []
@@ -252,7 +258,9 @@ def compare_methods(
         normalize = name != "MeaningfulPerturbation"
         if own is not None:  # this method: its own mask and J
             mask, perturbed = own[0], own[1]
-            ape_own = ape_same = float(ape_d(model, volumes, perturbed, target=1).mean())
+            own_ape = ape_d(model, volumes, perturbed, target=1)
+            assert isinstance(own_ape, Tensor)
+            ape_own = ape_same = float(own_ape.mean())
         else:
             candidates = default_thresholds(saliency, settings.thresholds, normalize=normalize)
             scans = [
@@ -261,8 +269,9 @@ def compare_methods(
                 for rule in (own_rule, same_rule)
             ]
             ape_own, ape_same = (float(s.ape.mean()) for s in scans)
-            mask, perturbed = scans[1].masks, scans[1].perturbed
-            assert isinstance(mask, Tensor) and isinstance(perturbed, Tensor)
+            scan_mask, scan_perturbed = scans[1].masks, scans[1].perturbed
+            assert isinstance(scan_mask, Tensor) and isinstance(scan_perturbed, Tensor)
+            mask, perturbed = scan_mask, scan_perturbed
         deletion = deletion_auc(
             model, volumes, saliency, target=1, steps=settings.deletion_steps, absolute=True,
             internal_batch_size=16,

@@ -72,7 +72,7 @@ def make_volume_network() -> nn.Module:
         >>> net(torch.rand(2, 1, 16, 16, 16)).shape
         torch.Size([2, 2])
     """
-    from monai.networks.nets import DenseNet
+    from monai.networks.nets.densenet import DenseNet
 
     return DenseNet(
         spatial_dims=3, in_channels=1, out_channels=2, init_features=8, growth_rate=8,

@@ -101,7 +101,7 @@ class VolumeDataset(BenchmarkDataset):
 
 def _value_noise(generator: torch.Generator, size: int, cells: int) -> Tensor:
     coarse = torch.randn(1, 1, cells, cells, cells, generator=generator)
-    fine = torch.nn.functional.interpolate(
+    fine: Tensor = torch.nn.functional.interpolate(
         coarse, size=(size, size, size), mode="trilinear", align_corners=False
     )
     return fine[0, 0]
@@ -122,7 +122,7 @@ def _centre(
         direction = torch.randn(3, generator=generator)
         direction = direction / direction.norm().clamp_min(1e-6)
         gap = 1.4 * (radius + prev_radius) + uniform(generator, 2.0, 4.0)
-        near = (centre + gap * direction).round()
+        near: Tensor = (centre + gap * direction).round()
         if bool(((near >= margin) & (near <= size - 1 - margin)).all()):
             return near
     return torch.tensor(
