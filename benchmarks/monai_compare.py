@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-volumes", type=int, default=8)
     p.add_argument("--out", default="results/monai_compare")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--rule-steps", type=int, default=30)
     p.add_argument("--thresholds", type=int, default=12)
     p.add_argument("--size", type=int, default=64, help="volume side (trains a model if not cached)")
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     val = config.val_data()
     probs = predict_proba(model, val.images, batch_size=16)
     chosen = torch.nonzero((val.labels == 1) & (probs > 0.5)).flatten()[: args.n_volumes]
-    volumes, truth = val.images[chosen], val.masks[chosen]
+    device = torch.device(args.device)
+    model = model.to(device)
+    volumes, truth = val.images[chosen].to(device), val.masks[chosen].to(device)
     settings = CompareSettings(rule_steps=args.rule_steps, thresholds=args.thresholds)
     rows, outputs = compare_methods(
         model, volumes, truth, settings=settings,
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [r.as_dict() for r in rows],
     }, indent=2).encode())
     fig = orthogonal_slices_figure(
-        volumes[0], truth[0], {name: out["mask"][0] for name, out in outputs.items()}, {},
+        volumes[0].cpu(), truth[0].cpu(),
+        {name: out["mask"][0].cpu() for name, out in outputs.items()}, {},
     )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)

@@ -31,12 +31,13 @@ import torch
 from captum_regadv import RegularizedAdversarial
 
 
-def child(size: int, steps: int | None, phase2_steps: int | None) -> dict[str, float]:
+def child(size: int, steps: int | None, phase2_steps: int | None, device: str) -> dict[str, float]:
     from captum_regadv.benchmark.monai_model import load_or_train_volumes
     from captum_regadv.benchmark.volumes import make_volume_dataset
 
     model, _ = load_or_train_volumes()
-    x = make_volume_dataset(1, size=size, positive_fraction=1.0, seed=1).images
+    model = model.to(device)
+    x = make_volume_dataset(1, size=size, positive_fraction=1.0, seed=1).images.to(device)
     explainer = RegularizedAdversarial(model)
     start = time.perf_counter()
     budget = {k: v for k, v in (("steps", steps), ("phase2_steps", phase2_steps)) if v}
@@ -56,13 +57,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--sizes", default="128,256")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="peak memory is ru_maxrss: CPU only")
     p.add_argument("--steps", type=int, default=None, help="cap phase 1 (default: the package's)")
     p.add_argument("--phase2-steps", type=int, default=None, help="cap phase 2 (default: the package's)")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.steps, args.phase2_steps)))
+        print(json.dumps(child(args.child, args.steps, args.phase2_steps, args.device)))
         return
     budget = "defaults" if not (args.steps or args.phase2_steps) else (
         f"steps={args.steps}, phase2_steps={args.phase2_steps} (a capped schedule)")
@@ -70,7 +72,8 @@ def main() -> None:
     print("size         seconds  passes  s/pass  peak GiB  p before  p after  mask voxels")
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        cmd = [sys.executable, __file__, "--child", str(size), "--threads", str(args.threads)]
+        cmd = [sys.executable, __file__, "--child", str(size), "--threads", str(args.threads),
+               "--device", args.device]
         cmd += [f"--{k}={v}" for k, v in (("steps", args.steps), ("phase2-steps", args.phase2_steps)) if v]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
