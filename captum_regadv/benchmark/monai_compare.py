@@ -139,7 +139,8 @@ def _monai_occlusion(model: nn.Module, x: Tensor, mask_size: int) -> Tensor:
     explainer = OcclusionSensitivity(model, mask_size=mask_size, verbose=False)
     # it takes one volume at a time
     occluded = torch.cat([explainer(x[k : k + 1])[0][:, 1:2] for k in range(x.shape[0])])
-    return (p.view(-1, 1, 1, 1, 1) - occluded).detach()
+    # a plain tensor (MONAI returns its MetaTensor subclass)
+    return (p.view(-1, 1, 1, 1, 1) - occluded).detach().as_subclass(Tensor)
 
 
 def _identity(t: Tensor) -> Tensor:
@@ -154,7 +155,8 @@ def _monai_cam(kind: str, model: nn.Module, x: Tensor, layer: str) -> Tensor:
     # magnitudes"), the scoring normalises each map by its own maximum
     cam = cls(nn_module=model, target_layers=f"model.{layer}", postprocessing=_identity)
     # one volume at a time: GradCAMpp's score broadcasts wrongly over a batch (MONAI 1.6)
-    return torch.cat([cam(x[k : k + 1], class_idx=1).detach() for k in range(x.shape[0])])
+    maps = [cam(x[k : k + 1], class_idx=1).detach() for k in range(x.shape[0])]
+    return torch.cat(maps).as_subclass(Tensor)
 
 
 def _explain(
