@@ -1,6 +1,7 @@
 """``captum-regadv benchmark``: the Table 1 reproduction on generated data.
 
-Trains (or loads from the cache) the benchmark CNN, explains the validation
+Trains (or loads from the cache) the benchmark CNN (for ``--dataset volumes``
+the MONAI network of :mod:`.monai_model`), explains the validation
 positives that it classifies as positive with every method, and writes
 ``table.md``, ``table.csv``, ``table.json``, ``figure1.png`` and
 ``figure2.png`` into the output folder (each file written atomically).
@@ -27,6 +28,7 @@ from .table1 import SAME_RULE, MethodRow, Table1Settings, row_label, run_table1
 __all__ = ["add_arguments", "run", "format_markdown", "like_for_like"]
 
 QUICK_CONFIG = dict(size=64, n_train=600, n_val=120, epochs=4)
+VOLUME_QUICK_CONFIG = dict(size=32, n_train=300, n_val=60, epochs=6)
 COLUMNS = (
     "method", "rule", "l0_coeff", "tv_coeff", "tv_beta", "l0", "tv", "classification",
     "ape_d", "ape_s", "cc_hit_rate", "images_hit", "mask_area", "better_on", "n_images",
@@ -49,7 +51,7 @@ MARKDOWN_COLUMNS = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the ``benchmark`` subcommand."""
     parser.add_argument("--out", default="results/benchmark", help="output folder")
-    parser.add_argument("--dataset", default="lesions", help="benchmark domain (default lesions)")
+    parser.add_argument("--dataset", default="lesions", help="benchmark domain: lesions (default), shapes, shortcut, volumes (3-D, MONAI)")
     parser.add_argument("--quick", action="store_true", help="a few 64x64 images, small budgets (< 2 min)")
     parser.add_argument("--n-images", type=int, default=None, help="positives to explain (default 16, quick 4)")
     parser.add_argument("--size", type=int, default=None, help="image side (default: the domain's, 128 for lesions)")
@@ -61,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ranking-steps", type=int, default=None,
         help="curve points of the deletion/insertion AUCs (default 50, quick 10; 0 skips them)",
     )
+    parser.add_argument("--rule-steps", type=int, default=None, help="steps of the same-rule phase-2 rule (default 30, quick 10)")
+    parser.add_argument("--thresholds", type=int, default=None, help="thresholds scanned per map row (default 12, quick 4)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -136,21 +140,32 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = dict(QUICK_CONFIG) if args.quick else {}
     if args.size is not None:
         overrides["size"] = args.size
-    config = TrainConfig(args.dataset, seed=args.seed, **overrides)
+    config: Any
+    if args.dataset == "volumes":  # 3-D: the MONAI network (needs the monai extra)
+        from .monai_model import VolumeTrainConfig, load_or_train_volumes
+
+        volume: dict[str, Any] = dict(VOLUME_QUICK_CONFIG) if args.quick else {}
+        if args.size is not None:
+            volume["size"] = args.size
+        config = VolumeTrainConfig(seed=args.seed, **volume)
+    else:
+        config = TrainConfig(args.dataset, seed=args.seed, **overrides)
     n_images = args.n_images or (4 if args.quick else 16)
     settings = Table1Settings(
         ours_steps=60 if args.quick else None,
         ours_phase2_steps=30 if args.quick else None,
         mp_steps=40 if args.quick else 150,
-        rule_steps=10 if args.quick else 30,
-        thresholds=4 if args.quick else 12,
+        rule_steps=args.rule_steps or (10 if args.quick else 30),
+        thresholds=args.thresholds or (4 if args.quick else 12),
         ig_steps=8 if args.quick else 16,
         patience=args.patience,
         same_rule=not args.no_same_rule,
         ranking_steps=(10 if args.quick else 50) if args.ranking_steps is None else args.ranking_steps,
     )
     os.makedirs(args.out, exist_ok=True)
-    model, model_metrics = load_or_train(config)
+    model, model_metrics = (
+        load_or_train_volumes(config) if args.dataset == "volumes" else load_or_train(config)
+    )
     val = config.val_data()
     probs = predict_proba(model, val.images)
     chosen = torch.nonzero((val.labels == 1) & (probs > 0.5)).flatten()[:n_images]
@@ -182,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     )
     header = (
         f"Table 1 on generated `{args.dataset}` data: {report['n_images']} validation positives "
-        f"({config.resolved_size}x{config.resolved_size}); model validation accuracy "
+        f"({'x'.join([str(config.resolved_size)] * (images.dim() - 2))}); model validation accuracy "
         f"{model_metrics.get('val_accuracy', float('nan')):.3f}, ROC AUC "
         f"{model_metrics.get('val_roc_auc', float('nan')):.3f}, positives with p > 0.99: "
         f"{model_metrics.get('val_frac_pos_confident', float('nan')):.2f}.\n\n"
@@ -196,6 +211,17 @@ def run(args: argparse.Namespace) -> int:
     write_json_atomic(os.path.join(args.out, "table.json"), report)
 
     ours = outputs["ours (defaults)"]
+    if images.dim() == 5:  # volumes: three orthogonal slices of the first one
+        from ..volume_figures import orthogonal_slices_figure
+
+        panels = {"ours (defaults)": ours.masks[0]}
+        panels.update({k: outputs[k + " + same rule"].masks[0] for k in ("IntegratedGradients", "Occlusion")
+                       if k + " + same rule" in outputs})
+        fig = orthogonal_slices_figure(images[0], truth[0], panels, {})
+        write_bytes_atomic(os.path.join(args.out, "figure1.png"), _figure_png(fig))
+        print(header + format_markdown(rows))
+        print(f"wrote {args.out}/table.md, table.csv, table.json, figure1.png")
+        return 0
     best_mp = min(
         (row_label(r) for r in rows if r.method.startswith("MP") and r.rule != SAME_RULE),
         key=lambda label: next(r.ape_d for r in rows if row_label(r) == label),

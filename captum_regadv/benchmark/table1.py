@@ -257,10 +257,10 @@ def _captum_map(
             internal_batch_size=max(images.shape[0], 1) * 4,
         )
     elif name == "Occlusion":
-        w = settings.occlusion_window
+        w, spatial = settings.occlusion_window, images.dim() - 2  # images or volumes
         attribution = Occlusion(model).attribute(
-            images, target=1, sliding_window_shapes=(1, w, w),
-            strides=(1, max(w // 2, 1), max(w // 2, 1)), baselines=0.0,
+            images, target=1, sliding_window_shapes=(1,) + (w,) * spatial,
+            strides=(1,) + (max(w // 2, 1),) * spatial, baselines=0.0,
             perturbations_per_eval=16,
         )
     else:
