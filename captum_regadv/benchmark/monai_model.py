@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from ..image_io import write_bytes_atomic
-from .datasets import derive_seed
+from ._generation import derive_seed
 from .model import default_cache_dir, evaluate
 from .volumes import VolumeDataset, make_volume_dataset
 

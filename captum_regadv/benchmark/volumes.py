@@ -33,7 +33,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .datasets import (
+from ._generation import (
     BenchmarkDataset,
     check_size,
     randint,
