@@ -146,7 +146,7 @@ class RegularizedAdversarial(MaskAttribution):
         mode: Mode = "destroy",
         dual_step: float = 1.25,
         dual_warmup: Optional[int] = None,
-        search_steps: int = 0,
+        search_steps: int = 2,
         search_factor: float = 0.1,
         patience: Optional[int] = None,
         rel_tol: float = 1e-3,
@@ -333,10 +333,8 @@ class RegularizedAdversarial(MaskAttribution):
                 needs. >= 1; default 1.25; 1 disables it. The final values are
                 in ``last_diagnostics.multiplier``.
             dual_warmup: phase-1 steps before the multiplier moves; ``None``
-                (default): ``steps // 3`` (``steps // 2`` left a 3x3-patch
-                model that needs every patch element moved by 0.75
-                unexplained; a third changes the shortcut domain's APE_D by
-                +3%: docs, method page).
+                (default): ``steps // 3`` (README: half left a hand-set
+                patch model unexplained).
             search_steps: per-example restart search over the regulariser weights,
                 as Carlini & Wagner's attack searches its constant (destroy
                 mode, softmax or sigmoid score): an example whose score is
@@ -346,9 +344,10 @@ class RegularizedAdversarial(MaskAttribution):
                 kept. **Each attempt costs a whole explanation** for the
                 examples it re-runs: the passes are counted in
                 :attr:`last_steps` and :attr:`last_diagnostics`, and shown by
-                the progress bar. Default 0 (off): the multiplier
-                (``dual_step``) settles the trade-off within one run; 2 with
-                ``dual_step=1`` gives the previous behaviour.
+                the progress bar. Default 2, a fallback: the multiplier
+                (``dual_step``) settles the trade-off within one run for most
+                examples, and the search re-runs only those still classified
+                (changes beyond phase 1's ``lr * steps``); 0 disables it.
             search_factor: weight multiplier per search step, in (0, 1).
                 Default 0.1.
 

@@ -359,7 +359,7 @@ def test_multiplier_and_search_rescue_examples_the_fixed_weights_leave_unexplain
     x[:, 1:3] = 0.8
     fixed = RegularizedAdversarial(model)
     no_rescue, j0 = fixed.attribute(
-        x, target=1, bounds=(0.0, 1.0), dual_step=1.0, return_perturbed=True
+        x, target=1, bounds=(0.0, 1.0), dual_step=1.0, search_steps=0, return_perturbed=True
     )
     assert float(no_rescue.sum()) == 0 and bool((prob1(model, j0) > 0.5).all())
     # the default: the per-example multiplier destroys the class within the one run
@@ -386,7 +386,7 @@ def test_multiplier_and_search_rescue_examples_the_fixed_weights_leave_unexplain
 def test_search_leaves_successful_examples_alone(image_case):
     model, x, _ = image_case
     a = RegularizedAdversarial(model).attribute(x, target=1, **FAST)
-    b = RegularizedAdversarial(model).attribute(x, target=1, search_steps=2, **FAST)
+    b = RegularizedAdversarial(model).attribute(x, target=1, search_steps=0, **FAST)
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="search_factor"):
         RegularizedAdversarial(model).attribute(x, target=1, search_factor=1.5)
