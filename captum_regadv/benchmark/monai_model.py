@@ -23,7 +23,6 @@ imports it when a network is built.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -34,7 +33,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +40,7 @@ from torch import Tensor, nn
 from ..image_io import write_bytes_atomic
 from ._generation import derive_seed
 from .model import default_cache_dir, evaluate
+from .network import _deterministic
 from .volumes import VolumeDataset, make_volume_dataset
 
 __all__ = [
@@ -78,24 +77,6 @@ def make_volume_network() -> nn.Module:
         spatial_dims=3, in_channels=1, out_channels=2, init_features=8, growth_rate=8,
         block_config=(2, 2, 2), bn_size=2,
     )
-
-
-@contextlib.contextmanager
-def _deterministic(seed: int, num_threads: int | None) -> Iterator[None]:
-    """Seeded, deterministic torch state (forked RNG, flag, threads), restored on exit."""
-    flag = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(flag, warn_only=warn_only)
-            torch.set_num_threads(threads)
 
 
 def train_volume_model(
