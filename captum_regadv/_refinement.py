@@ -38,20 +38,19 @@ Cost per round and example: one forward+backward pass for the ranking,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ._components import prune_components
+from ._components import prune_components, score_masks
 from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Objective
 from ._optimization import LoopSettings
 from ._restricted import attack_within_mask
-from .perturbations import gaussian_blur, total_variation
+from .perturbations import gaussian_blur
 
 __all__ = ["Refinement", "candidate_fractions", "need_ranking", "prune_mask", "refine"]
 
@@ -257,35 +256,25 @@ class _Candidates:
     ) -> None:
         self.model, self.originals, self.perturbed = model, originals, perturbed
         self.rank, self.dims, self.chunk, self.groups = rank, dims, chunk, groups
-        self.n_elements = sum(o[0].numel() for o in originals)
 
     def score(self, kept: Tensor) -> Tensor:
-        """APE_D terms of keeping ``kept[i, c]`` units of example ``i``: ``N x C``."""
+        """APE_D terms of keeping ``kept[i, c]`` units of example ``i``: ``N x C``,
+        ``chunk`` (example, candidate) pairs at a time."""
         n, k = kept.shape
         device = self.rank.device
         pair_rows = torch.arange(n, device=device).repeat_interleave(k)
         pair_keep = kept.flatten()
-        values = torch.empty(n * k, dtype=torch.float64, device=device)
         step = n * k if self.chunk is None else max(1, self.chunk)
+        parts = []
         for start in range(0, n * k, step):
-            block = torch.arange(start, min(start + step, n * k), device=device)
-            rows = pair_rows[block]
-            originals = tuple(o[rows] for o in self.originals)
-            unit_keep = self.rank[rows] < pair_keep[block, None]
+            rows = pair_rows[start:start + step]
+            unit_keep = self.rank[rows] < pair_keep[start:start + step, None]
             element_keep = _unit_to_elements(
-                unit_keep, originals, None if self.groups is None else self.groups.rows(rows)
+                unit_keep, tuple(o[rows] for o in self.originals),
+                None if self.groups is None else self.groups.rows(rows),
             )
-            candidates = tuple(
-                torch.where(e, p[rows], o)
-                for e, p, o in zip(element_keep, self.perturbed, originals)
-            )
-            changed = tuple((c != o).to(o.dtype) for c, o in zip(candidates, originals))
-            l0 = torch.stack([c.flatten(1).sum(1) for c in changed]).sum(0)
-            tv = torch.stack([total_variation(c, d) for c, d in zip(changed, self.dims)]).sum(0)
-            sub = self.model.subset(rows)
-            local = torch.arange(rows.numel(), device=device)
-            with torch.no_grad():
-                score = sub.score_of(sub.output(candidates, local), local)
-            values[block] = ((l0 + tv) / self.n_elements + score).to(torch.float64)
-        values = torch.where(torch.isfinite(values), values, torch.full_like(values, math.inf))
-        return values.view(n, k)
+            parts.append(score_masks(
+                self.model, self.originals, self.perturbed, rows, element_keep, self.dims,
+                None,
+            ))
+        return torch.cat(parts).view(n, k)
