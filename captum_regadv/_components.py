@@ -21,7 +21,11 @@ with :math:`J_{m'}` equal to the current :math:`J` inside :math:`m'` and to
 spatial dims (channels of a pixel together) with full connectivity
 (8-connectivity in 2-D, 26 in 3-D), the same as the CC hit rate's default.
 Inputs without spatial dims are left alone. The mask as it was is always a
-candidate, so this step never scores worse than its input.
+candidate, so this step never scores worse than its input. A candidate that
+leaves the class standing (:math:`M(J_{m'})_i \ge 0.5`) scores
+:math:`10 + M(J_{m'})_i` instead of :math:`A(m')` (:func:`score_masks`): it
+ranks after every candidate that destroys the class, so no candidate wins by
+giving up the destruction for a smaller mask.
 
 Cost per example: ``count + 2`` forward passes (fewer when the mask has fewer
 components).
@@ -38,9 +42,14 @@ from scipy import ndimage
 from torch import Tensor
 
 from ._forward import ScoredModel
-from .perturbations import total_variation
+from ._outcome import DESTROYED
 
-__all__ = ["prune_components", "score_masks"]
+__all__ = ["UNDESTROYED", "prune_components", "score_masks"]
+
+#: Added to the score of a candidate that does not destroy the class; above
+#: any destroying candidate's APE_D terms (at most 1 + the number of spatial
+#: dims + 1 for a 0/1 change).
+UNDESTROYED = 10.0
 
 
 def score_masks(
@@ -54,27 +63,50 @@ def score_masks(
 ) -> Tensor:
     """APE_D terms ``(len(rows),)`` (float64) of candidates: example ``rows[c]`` with
     ``J`` kept where ``keep[k][c]`` (boolean, shaped like the input's rows) and
-    ``I`` elsewhere; ``chunk`` candidates per forward pass (``None``: all)."""
+    ``I`` elsewhere; ``chunk`` candidates per forward pass (``None``: all).
+    A candidate whose class score stays at or above 0.5 scores
+    :data:`UNDESTROYED` plus its score instead (not for ``score="identity"``),
+    so that the smallest candidates never win by giving up the destruction and,
+    when none destroys, the one that lowers the score most wins."""
     total = rows.numel()
     n_elements = sum(o[0].numel() for o in originals)
     values = torch.empty(total, dtype=torch.float64, device=rows.device)
     step = total if chunk is None else max(1, chunk)
+    moved = tuple(p != o for p, o in zip(perturbed, originals))  # where J differs from I
     for start in range(0, total, step):
-        block = torch.arange(start, min(start + step, total), device=rows.device)
-        sel = rows[block]
-        base = tuple(o[sel] for o in originals)
+        stop = min(start + step, total)
+        sel = rows[start:stop]
+        # changed = kept and moved: the binary change B(I - J) of each candidate
+        changed = tuple(k[start:stop] & m[sel] for k, m in zip(keep, moved))
         candidates = tuple(
-            torch.where(k[block], p[sel], o) for k, p, o in zip(keep, perturbed, base)
+            torch.where(c, p[sel], o[sel]) for c, p, o in zip(changed, perturbed, originals)
         )
-        changed = tuple((c != o).to(o.dtype) for c, o in zip(candidates, base))
-        l0 = torch.stack([c.flatten(1).sum(1) for c in changed]).sum(0)
-        tv = torch.stack([total_variation(c, d) for c, d in zip(changed, dims)]).sum(0)
+        sizes = torch.stack([
+            c.flatten(1).sum(1) + _binary_variation(c, d) for c, d in zip(changed, dims)
+        ]).sum(0)
         sub = model.subset(sel)
         local = torch.arange(sel.numel(), device=sel.device)
         with torch.no_grad():
             score = sub.score_of(sub.output(candidates, local), local)
-        values[block] = ((l0 + tv) / n_elements + score).to(torch.float64)
+        value = sizes.to(score.dtype) / n_elements + score
+        if model.score != "identity":
+            # destroyed first: a candidate that leaves the class standing ranks
+            # after every one that destroys it, by its score alone
+            value = torch.where(score < DESTROYED, value, UNDESTROYED + score)
+        values[start:stop] = value.to(torch.float64)
     return torch.where(torch.isfinite(values), values, torch.full_like(values, math.inf))
+
+
+def _binary_variation(changed: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """:func:`~captum_regadv.perturbations.total_variation` of a boolean tensor
+    (``|a - b|`` of 0/1 values is ``a xor b``), ``(N,)`` integer counts."""
+    total = torch.zeros(changed.shape[0], dtype=torch.long, device=changed.device)
+    for d in dims:
+        length = changed.shape[d]
+        if length > 1:
+            step = changed.narrow(d, 1, length - 1) ^ changed.narrow(d, 0, length - 1)
+            total = total + step.flatten(1).sum(1)
+    return total
 
 
 def _components(

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ._boundary import bound_rows
 from ._forward import ScoredModel
+from ._shapes import take_rows
 
 Objective = Literal["log_odds", "score"]
 OBJECTIVES: tuple[str, ...] = ("log_odds", "score")
@@ -73,6 +74,9 @@ def project_into(
     """
     for k, p in enumerate(params):
         low, high = bounds[k]
-        p.clamp_(min=bound_rows(low, rows), max=bound_rows(high, rows))
+        if low.numel() == 1 and high.numel() == 1 and low.device.type == "cpu":
+            p.clamp_(float(low), float(high))  # shared bounds: the scalar kernel, ~10x faster
+        else:
+            p.clamp_(min=bound_rows(low, rows), max=bound_rows(high, rows))
         if frozen is not None:
-            p.copy_(torch.where(frozen[k][rows], originals[k][rows], p))
+            p.copy_(torch.where(take_rows(frozen[k], rows), take_rows(originals[k], rows), p))

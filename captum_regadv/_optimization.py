@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ._shapes import take_rows
+
 LossFn = Callable[[tuple[Tensor, ...], Tensor], Tensor]
 ProjectFn = Callable[[tuple[Tensor, ...], Tensor], None]
 OptimizerClass = Callable[..., torch.optim.Optimizer]
@@ -224,9 +226,14 @@ def minimize_per_example(
                 else:
                     take = torch.ones_like(loss, dtype=torch.bool)
                 for b, p in zip(best, params):
-                    b[rows] = torch.where(
-                        take.view((-1,) + (1,) * (p.dim() - 1)), p.detach(), b[rows]
-                    )
+                    value = p.detach()
+                    if keep_best:
+                        shape = (-1,) + (1,) * (p.dim() - 1)
+                        value = torch.where(take.view(shape), value, take_rows(b, rows))
+                    if rows.numel() == n:
+                        b.copy_(value)
+                    else:
+                        b[rows] = value
                 best_loss[rows] = torch.where(take, loss, best_loss[rows])
             if last:
                 break

@@ -28,7 +28,11 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
        \qquad J_q = \begin{cases} J & \text{rank} < \lceil q\,|m| \rceil \\ I & \text{else.}\end{cases}
 
    :math:`q = 1` (the whole mask) is always a candidate, so a round never
-   scores worse than its input.
+   scores worse than its input. A candidate that leaves the class standing
+   (:math:`M(J_q)_i \ge 0.5`) scores :math:`10 + M(J_q)_i` instead
+   (:func:`~captum_regadv._components.score_masks`): the class is never given
+   up for a smaller mask, and when no candidate destroys it the one that
+   lowers the score most is kept, not the smallest.
 3. **Polish**: ``refine_steps`` phase-2 updates of :math:`J` inside the
    pruned mask, so that the next round prunes from a :math:`J` fitted to it.
 
@@ -219,7 +223,7 @@ def prune_mask(
     rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     candidates = _Candidates(model, originals, perturbed, rank, dims, chunk, groups)
     kept = torch.stack(
-        [torch.ceil(count.to(torch.float64) * q).to(torch.long) for q in fractions], dim=1
+        [torch.ceil(count.to(torch.float64) * q - 1e-9).to(torch.long) for q in fractions], dim=1
     )  # N x K, decreasing
     values = candidates.score(kept)
     pick = values.argmin(1, keepdim=True)
@@ -263,12 +267,13 @@ class _Candidates:
         n, k = kept.shape
         device = self.rank.device
         pair_rows = torch.arange(n, device=device).repeat_interleave(k)
-        pair_keep = kept.flatten()
+        # (example, candidate) pairs in example order: one broadcast comparison
+        all_keep = (self.rank[:, None, :] < kept[:, :, None]).view(n * k, -1)
         step = n * k if self.chunk is None else max(1, self.chunk)
         parts = []
         for start in range(0, n * k, step):
             rows = pair_rows[start:start + step]
-            unit_keep = self.rank[rows] < pair_keep[start:start + step, None]
+            unit_keep = all_keep[start:start + step]
             element_keep = _unit_to_elements(
                 unit_keep, tuple(o[rows] for o in self.originals),
                 None if self.groups is None else self.groups.rows(rows),

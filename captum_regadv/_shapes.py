@@ -13,7 +13,13 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-__all__ = ["Lifted", "lift_scalars"]
+__all__ = ["Lifted", "lift_scalars", "take_rows"]
+
+
+def take_rows(values: Tensor, rows: Tensor) -> Tensor:
+    """``values[rows]`` for increasing indices ``rows``; ``values`` itself, without a
+    copy, when ``rows`` is the whole batch."""
+    return values if rows.numel() == values.shape[0] else values[rows]
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,50 @@ def test_refinement_keeps_the_whole_mask_when_every_part_is_needed() -> None:
     assert torch.equal(mask, truth)
 
 
+def _ten_features(bias: float) -> tuple[ScoredModel, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ten features at 0.9, all in the mask and all set to 0 by ``J``, ranked
+    0 first; class-1 logit ``0.5 * (sum(x) - bias)``: keeping ``k`` of them
+    changed gives the logit ``0.5 * (9 - 0.9 k - bias)``."""
+    model = RegionModel(torch.ones(10), scale=0.5, bias=bias)
+    x = torch.full((1, 10), 0.9)
+    ranking = torch.arange(10, 0, -1, dtype=torch.float32)[None]
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    return scored, x, torch.zeros_like(x), ranking
+
+
+def _prune_features(bias: float) -> tuple[int, float]:
+    scored, x, j, ranking = _ten_features(bias)
+    (mask,), (kept,) = prune_mask(
+        scored, (x,), (torch.ones_like(x, dtype=torch.bool),), (j,), ranking=(ranking,),
+        fractions=candidate_fractions(10, 0.05), dims=((),), chunk=None, fine=0,
+    )
+    with torch.no_grad():
+        score = torch.softmax(scored.output((kept,), torch.arange(1)), 1)[0, 1]
+    return int(mask.sum()), float(score)
+
+
+def _ape_terms(k: int, bias: float) -> float:
+    return k / 10 + float(torch.sigmoid(torch.tensor(0.5 * (9 - 0.9 * k - bias))))
+
+
+def test_refinement_never_gives_up_the_destruction_for_a_smaller_mask() -> None:
+    """With bias 5 the class falls below 0.5 from 5 changed features on, but
+    one changed feature has lower APE_D terms (0.925 against 0.932 for six,
+    the best destroying candidate): the pruning must keep six, not one."""
+    assert _ape_terms(1, 5.0) < min(_ape_terms(k, 5.0) for k in range(5, 11))
+    count, score = _prune_features(5.0)
+    assert score < 0.5
+    assert count == min(range(5, 11), key=lambda k: _ape_terms(k, 5.0)) == 6
+
+
+def test_when_no_candidate_destroys_the_class_the_lowest_score_is_kept() -> None:
+    """With bias -2 no candidate destroys the class; the candidate that lowers
+    the score most (all ten features) is kept, not the smallest."""
+    count, score = _prune_features(-2.0)
+    assert count == 10
+    assert abs(score - float(torch.sigmoid(torch.tensor(1.0)))) < 1e-6
+
+
 @settings(max_examples=30, deadline=None)
 @given(count=st.integers(1, 12), smallest=st.floats(0.01, 1.0))
 def test_candidate_fractions_decrease_from_one(count: int, smallest: float) -> None:
