@@ -42,10 +42,12 @@ class _Residual(nn.Module):
         self.a = nn.Conv2d(channels, channels, 3, padding=1)
         self.b = nn.Conv2d(channels, channels, 3, padding=1)
         nn.init.zeros_(self.b.weight)
+        assert self.b.bias is not None
         nn.init.zeros_(self.b.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.b(torch.relu(self.a(x)))
+        out: torch.Tensor = x + self.b(torch.relu(self.a(x)))
+        return out
 
 
 class ConvHeavy(nn.Module):
@@ -60,7 +62,8 @@ class ConvHeavy(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.lift(x)).mean(1, keepdim=True))
+        out: torch.Tensor = self.head(self.blocks(self.lift(x)).mean(1, keepdim=True))
+        return out
 
 
 def lesion_positives(n: int) -> tuple[nn.Module, torch.Tensor]:

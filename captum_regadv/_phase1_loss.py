@@ -191,7 +191,9 @@ class Phase1Loss:
             )
             grad = torch.is_grad_enabled()
             return torch.stack([
-                _FusedRegulariser.apply(p, o, weights, d, grad and p.requires_grad)
+                _FusedRegulariser.apply(  # type: ignore[no-untyped-call]
+                    p, o, weights, d, grad and p.requires_grad
+                )
                 for p, o, d in zip(params, originals, self.dims)
             ]).sum(0)
         groups = self.groups.rows(rows)
