@@ -43,6 +43,11 @@ def test_quick_benchmark_has_every_row_and_finite_columns(quick_run):
         assert pairs.count((name, "same rule")) == len(PAPER_MP_SETTINGS)
     assert pairs.count(("ours", "phase 2")) == len(PAPER_OURS_SETTINGS)
     assert pairs.count(("ours (defaults)", "phase 2")) == 1
+    assert pairs.count(("ours (defaults)", "same rule")) == 1
+    own_j, rule_j = (next(r for r in rows if r["method"] == "ours (defaults)" and r["rule"] == k)
+                     for k in ("phase 2", "same rule"))
+    # the same masks, another J
+    assert own_j["mask_area"] == rule_j["mask_area"] and own_j["cc_hit_rate"] == rule_j["cc_hit_rate"]
     for name in ("IntegratedGradients", "Occlusion", "Saliency"):
         assert pairs.count((name, "own J")) == 1 and pairs.count((name, "same rule")) == 1, name
     for r in rows:

@@ -77,6 +77,11 @@ def test_labels_markdown_and_like_for_like_sentence():
     text = like_for_like(worse_ours)
     assert "2 of 2 same-rule rows have a lower mean APE_D" in text
     assert like_for_like(rows[:1]) == ""
+    # this method's own same-rule row is reported, never counted as a competitor
+    ours_rule = replace(rows[0], rule="same rule", ape_d=0.5)
+    text = like_for_like(worse_ours + [ours_rule])
+    assert "2 of 2 same-rule rows have a lower mean APE_D" in text
+    assert "its masks through the same rule: APE_D 0.5" in text
 
 
 def test_ranking_scores_of_a_perfect_map_and_empty_truth():

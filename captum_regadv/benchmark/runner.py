@@ -93,8 +93,10 @@ def format_markdown(rows: Sequence[MethodRow]) -> str:
 
 def like_for_like(rows: Sequence[MethodRow]) -> str:
     """The like-for-like result in words: this method's defaults against every same-rule row."""
-    ours = next((r for r in rows if r.method == "ours (defaults)"), None)
-    same = [r for r in rows if r.rule == SAME_RULE]
+    ours = next((r for r in rows if r.method == "ours (defaults)" and r.rule != SAME_RULE), None)
+    ours_rule = next((r for r in rows if r.method == "ours (defaults)" and r.rule == SAME_RULE),
+                     None)
+    same = [r for r in rows if r.rule == SAME_RULE and not r.method.startswith("ours")]
     if ours is None or not same:
         return ""
     best = min(same, key=lambda r: r.ape_d)
@@ -102,7 +104,12 @@ def like_for_like(rows: Sequence[MethodRow]) -> str:
     text = (
         f"Like for like (every mask turned into J by the same phase-2 rule): this method "
         f"(defaults) has APE_D {ours.ape_d:.4g}, CC hit rate {ours.cc_hit_rate:.1f}%, mask "
-        f"area {ours.mask_area:.2f}%; the best same-rule row is {row_label(best)} with APE_D "
+        f"area {ours.mask_area:.2f}%"
+    )
+    if ours_rule is not None:
+        text += f" (its masks through the same rule: APE_D {ours_rule.ape_d:.4g})"
+    text += (
+        f"; the best same-rule row is {row_label(best)} with APE_D "
         f"{best.ape_d:.4g}, CC hit rate {best.cc_hit_rate:.1f}%, mask area "
         f"{best.mask_area:.2f}%, lower APE_D than this method on {best.better_on}/"
         f"{best.n_images} images. "

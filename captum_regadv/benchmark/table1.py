@@ -208,11 +208,24 @@ def _ours(
     # attribution="multiscale" without groups: |J - I| smoothed at every scale
     change = multiscale_change((perturbed - images).abs(), (2, 3))
     name = "ours (defaults)" if sparsity is None else "ours"
+    ranking = _ranking(model, images, truth, change, settings)
     row, out = score_row(
         name, PHASE_2, (sparsity, tv, None), model, images, truth, masks, perturbed, change,
-        _ranking(model, images, truth, change, settings), seconds, None,
+        ranking, seconds, None,
     )
-    return [(row_label(row), row, out)]
+    results = [(row_label(row), row, out)]
+    if sparsity is None and settings.same_rule:
+        # the same masks, J made by the rule every same-rule row uses: compares masks alone
+        start = time.perf_counter()
+        rule_j = _phase2_rule(model, settings)(images, masks)
+        assert isinstance(rule_j, Tensor)
+        rule_seconds = seconds + time.perf_counter() - start
+        row, out = score_row(
+            name, SAME_RULE, (sparsity, tv, None), model, images, truth, masks, rule_j,
+            change, ranking, rule_seconds, None,
+        )
+        results.append((row_label(row), row, out))
+    return results
 
 
 def _mp(
