@@ -98,3 +98,21 @@ def test_ranking_scores_of_a_perfect_map_and_empty_truth():
     empty = ranking_scores(model, images, torch.zeros_like(truth), good, steps=4,
                            internal_batch_size=None)
     assert math.isnan(empty.pointing_game)
+
+
+def test_json_rows_turn_skipped_ranking_columns_into_null(tmp_path):
+    """``--ranking-steps 0`` leaves the ranking columns NaN; table.json (NaN refused)
+    must still be written, with null for them and every other value unchanged."""
+    from captum_regadv.benchmark.runner import json_row
+    import json
+
+    from captum_regadv.image_io import write_json_atomic
+
+    row = replace(rows_and_outputs()[0][0], deletion_auc=float("nan"),
+                  insertion_auc=float("nan"))
+    path = str(tmp_path / "table.json")
+    write_json_atomic(path, {"rows": [json_row(row)]})
+    with open(path) as handle:
+        back = json.load(handle)["rows"][0]
+    assert back["deletion_auc"] is None and back["insertion_auc"] is None
+    assert back["ape_d"] == row.ape_d and back["method"] == row.method

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import os
 import platform
 import time
@@ -124,6 +125,15 @@ def like_for_like(rows: Sequence[MethodRow]) -> str:
     return text + "\n"
 
 
+def json_row(row: MethodRow) -> dict[str, Any]:
+    """``row.as_dict()`` with every non-finite number as ``None`` (JSON has no NaN):
+    ``--ranking-steps 0`` leaves the ranking columns NaN."""
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v
+        for k, v in row.as_dict().items()
+    }
+
+
 def _csv(rows: Sequence[MethodRow]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS))
@@ -195,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "seconds_total": time.perf_counter() - started,
-        "rows": [r.as_dict() for r in rows],
+        "rows": [json_row(r) for r in rows],
     }
     command = "captum-regadv benchmark " + " ".join(
         f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else f"--{k.replace('_', '-')}"
