@@ -38,9 +38,57 @@ def test_gpu_table_dry_run():
         assert passes > 0 and seconds > 0 and rate > 0 and peak > 0
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("[!_]*.py")))
+#: scripts that only read other runs' results (no model, no device)
+READS_RESULTS_ONLY = {"like_for_like_summary.py"}
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("[!_]*.py")
+                                          if p.name not in READS_RESULTS_ONLY))
 def test_every_benchmark_takes_device(script):
     """Read from the source (an import of each would cost seconds): the shared
     parser of ``_common`` or its own ``--device`` option."""
     source = (BENCHMARKS / script).read_text()
     assert "from _common import" in source and "parser(" in source or '"--device"' in source
+
+
+def _row(method, rule, ape_d, cc, **extra):
+    row = dict(method=method, rule=rule, ape_d=ape_d, cc_hit_rate=cc, mask_area=0.5,
+               better_on=0, n_images=4, deletion_auc=None, deletion_10=0.2, pointing_game=100.0,
+               l0_coeff=None, tv_coeff=None, tv_beta=None)
+    row.update(extra)
+    return row
+
+
+def test_like_for_like_summary_needs_both_measures_at_once(tmp_path):
+    """The verdict holds only when APE_D is below every other same-rule row AND the
+    CC hit rate is at least the best same-rule row's; this method's own same-rule
+    row is listed, never a competitor."""
+    import json
+
+    mp = dict(l0_coeff=40.0, tv_coeff=120.0, tv_beta=1.0)
+    cases = {
+        "win": (0.010, 100.0),
+        "lower_ape_worse_cc": (0.010, 90.0),  # a lower APE_D bought with a worse hit rate
+        "higher_ape": (0.013, 100.0),
+    }
+    for name, (ape, cc) in cases.items():
+        rows = [
+            _row("ours (defaults)", "phase 2", ape, cc),
+            _row("ours (defaults)", "same rule", 0.001, cc),
+            _row("MP blur", "own J", 0.5, 20.0, **mp),
+            _row("MP blur", "same rule", 0.012, 96.0, **mp),
+            _row("Occlusion", "same rule", 0.3, 99.0),
+        ]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "table.json").write_text(json.dumps({"dataset": name, "rows": rows}))
+    out = _run("like_for_like_summary.py", *(str(tmp_path / n) for n in cases), "--top", "2")
+    verdicts = {line.split(":")[0][2:]: line for line in out.splitlines() if line.startswith("* ")}
+    assert verdicts["win"].endswith("both hold.")
+    assert "LOWER" in verdicts["lower_ape_worse_cc"]
+    assert verdicts["lower_ape_worse_cc"].endswith("the goal is not met.")
+    assert "NOT lower" in verdicts["higher_ape"] and "MP blur 40/120/1" in verdicts["higher_ape"]
+    table = [line for line in out.splitlines() if line.startswith("| win |")]
+    assert [line.split("|")[2].strip() for line in table] == [
+        "ours (defaults)", "ours (defaults)", "MP blur 40/120/1", "MP blur 40/120/1", "Occlusion"
+    ]
+    assert "| - |" in table[0]  # a skipped ranking column
