@@ -125,7 +125,7 @@ class RegularizedAdversarial(MaskAttribution):
         feature_mask: FeatureMask = None,
         sparsity_weight: float = 40.0,
         tv_weight: float = 120.0,
-        release_weight: float = 1.5,
+        release_weight: float = 0.5,
         gamma: float = 30.0,
         epsilon: float = 0.01,
         steps: int = 60,
@@ -204,8 +204,8 @@ class RegularizedAdversarial(MaskAttribution):
                 (destroy mode; :mod:`captum_regadv._phase1_loss`): the soft
                 support saturates, this log penalty keeps pulling recruited
                 elements back to :math:`I` unless the attack needs them.
-                Default 1.5 (measured on the lesion benchmark: 0, 0.1, 0.3, 1,
-                1.5, 2 and 3; docs, method page); 0 gives the previous loss.
+                Default 0.5 (1.5 split the masks of 3-D volumes: CC hit rate 52%
+                against 100%; docs, method page); 0 gives the previous loss.
             bounds: valid value range of ``J``, in the units the model sees:
                 ``None`` (each example's own min and max, per input tensor), a
                 pair ``(low, high)`` of floats or tensors broadcastable to the
