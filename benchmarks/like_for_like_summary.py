@@ -75,6 +75,8 @@ def main() -> None:
         with open(os.path.join(run, "table.json")) as handle:
             report = json.load(handle)
         domain = report.get("dataset") or os.path.basename(run.rstrip("/"))
+        if "n_images" in report:
+            domain += f", {report['n_images']}"
         rows, verdict = summarise(report, args.top)
         for r in rows:
             cells = [domain, label(r), r["rule"]] + [cell(r, key) for _, key in COLUMNS]
