@@ -179,11 +179,11 @@ class Phase1Loss:
 
     def _regularisers(self, params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
         originals = tuple(take_rows(o, rows) for o in self.originals)
+        sign = 1.0 if self.mode == "destroy" else -1.0
+        scale = self.sparsity_weight / self.n_elements
         if self.groups is None:
             # sparsity, release and TV of S in one pass, with the gradient formed
             # alongside (about half the tensor operations of the autograd graph)
-            sign = 1.0 if self.mode == "destroy" else -1.0
-            scale = self.sparsity_weight / self.n_elements
             weights = (
                 0.5 * self.gamma, self.epsilon, sign * scale,
                 self.release_weight * scale if self.sparsity_weight else 0.0,
@@ -198,8 +198,6 @@ class Phase1Loss:
             ]).sum(0)
         groups = self.groups.rows(rows)
         sup, per_group = support(originals, params, groups, self.gamma, self.epsilon)
-        sign = 1.0 if self.mode == "destroy" else -1.0
-        scale = self.sparsity_weight / self.n_elements
         total = torch.zeros(rows.numel(), dtype=params[0].dtype, device=params[0].device)
         if self.sparsity_weight and per_group is not None:
             sizes = groups.sizes(per_group.shape[0], per_group.dtype)
