@@ -27,13 +27,16 @@ OptimizerClass = Callable[..., torch.optim.Optimizer]
 @dataclass(frozen=True)
 class OptimizationResult:
     """Kept iterate per example (the best, or the last), its loss ``(N,)``,
-    the updates run ``(N,)`` and the loss at every step, ``(steps + 1) x N``
-    (NaN after an example stopped early), as the loop computed it."""
+    the updates run ``(N,)`` (forward+backward passes), the forward-only
+    passes ``(N,)`` (the loss of the last iterate, 1 unless the example
+    stopped early) and the loss at every step, ``(steps + 1) x N`` (NaN after
+    an example stopped early), as the loop computed it."""
 
     best: tuple[Tensor, ...]
     best_loss: Tensor
     steps_run: Tensor
     history: Tensor
+    evaluations: Tensor
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ def minimize_per_example(
     best = tuple(t.detach().clone() for t in init)
     best_loss = torch.full((n,), float("inf"), dtype=init[0].dtype, device=device)
     steps_run = torch.zeros(n, dtype=torch.long, device=device)
+    evaluations = torch.zeros_like(steps_run)
     steps, patience = loop.steps, loop.patience
     history = torch.full((steps + 1, n), float("nan"), dtype=init[0].dtype, device=device)
     chunk = n if loop.batch_size is None else loop.batch_size
@@ -236,6 +240,7 @@ def minimize_per_example(
                         b[rows] = value
                 best_loss[rows] = torch.where(take, loss, best_loss[rows])
             if last:
+                evaluations[rows] += 1
                 break
             assert grads is not None
             for p, g in zip(params, grads):
@@ -258,4 +263,7 @@ def minimize_per_example(
                 plateau.keep(keep)
         bar.update((start // chunk + 1) * steps - bar.n)  # the steps early stopping saved
     bar.close()
-    return OptimizationResult(best=best, best_loss=best_loss, steps_run=steps_run, history=history)
+    return OptimizationResult(
+        best=best, best_loss=best_loss, steps_run=steps_run, history=history,
+        evaluations=evaluations,
+    )

@@ -102,7 +102,7 @@ def explain_once(
     sup, _ = support(originals, phase1.best, s.groups, s.gamma, s.epsilon)
     masks = tuple((t >= 0) if s.mode == "destroy" else (t < 0) for t in sup)
     steps_run = phase1.steps_run
-    forward_passes = torch.zeros_like(steps_run)
+    forward_passes = phase1.evaluations.clone()
     if s.phase2.steps == 0:
         perturbed = originals if s.mode == "destroy" else tuple(
             torch.where(m, o, j) for m, o, j in zip(masks, originals, phase1.best)
@@ -118,6 +118,7 @@ def explain_once(
     )
     history["phase 2"] = phase2.history
     perturbed, steps_run = phase2.best, steps_run + phase2.steps_run
+    forward_passes = forward_passes + phase2.evaluations
     if s.refine_fractions and s.refine_rounds and s.mode == "destroy" and (
         model.score != "identity"
     ):

@@ -37,7 +37,8 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
    pruned mask, so that the next round prunes from a :math:`J` fitted to it.
 
 Cost per round and example: one forward+backward pass for the ranking,
-``refine_steps`` for the polish, ``2 x refine_candidates`` forward passes.
+``refine_steps`` for the polish, ``2 x refine_candidates`` forward passes
+and one more for the loss of the polish's last iterate.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def refine(
             history[f"refinement {round_ + 1}"] = polish.history
             perturbed = polish.best
             passes += polish.steps_run
+            forwards += polish.evaluations
     return masks, perturbed, Refinement(passes, forwards, history)
 
 

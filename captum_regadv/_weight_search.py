@@ -32,9 +32,11 @@ class Diagnostics:
         passes: forward+backward passes of the model ``(N,)``, all stages and
             weight-search attempts together.
         forward_passes: forward-only passes ``(N,)``: the refinement's
-            candidates (one per candidate and attempt) and the scores the
-            search and these diagnostics read (one per attempt, and one for
-            :math:`M(I)_i`).
+            candidates (one per candidate and attempt), the loss of the last
+            iterate of every optimisation stage, and the scores the search
+            and these diagnostics read (one per attempt, and one for
+            :math:`M(I)_i`). Not counted: one forward+backward pass of at
+            most two examples per call that checks the model's gradient.
         attempts: explanations run ``(N,)``: 1, plus one per weight-search
             attempt that re-ran the example.
         kept_attempt: the attempt whose result is returned ``(N,)`` (0: the

@@ -309,8 +309,8 @@ class RegularizedAdversarial(MaskAttribution):
                 (0, 1]. Default 0.05.
             refine_steps: phase-2 updates inside the pruned mask per round,
                 >= 0. Default 5. With the defaults an explanation costs
-                60 + 20 + 3 x (1 + 5) = 98 forward+backward passes and 50
-                forward passes per example, plus at most
+                60 + 20 + 3 x (1 + 5) = 98 forward+backward passes and 55
+                forward passes (48 candidates, 5 final losses, 2 scores), plus at most
                 ``refine_components + 2`` for the component pruning (more when
                 the opt-in weight search re-runs it).
             refine_components: in the last round, before its polish, the mask

@@ -14,6 +14,7 @@ from captum_regadv.cli import main
 NUMERIC = (
     "l0", "tv", "classification", "ape_d", "ape_s", "cc_hit_rate", "images_hit", "mask_area",
     "deletion_auc", "insertion_auc", "deletion_10", "pointing_game", "seconds_per_image",
+    "passes_per_image", "forward_passes_per_image",
 )
 
 
@@ -74,3 +75,26 @@ def test_quick_benchmark_has_every_row_and_finite_columns(quick_run):
     assert md.count("\n| ") >= len(rows) and "APE_D" in md
     assert "Like for like" in md and "deletion@10%" in md and "same rule" in md
     assert report["model_metrics"]["val_accuracy"] > 0.75
+
+
+def test_quick_benchmark_counts_the_passes_of_every_row(quick_run):
+    _, out = quick_run
+    rows = json.loads((out / "table.json").read_text())["rows"]
+    by = {(r["method"], r["rule"], r["l0_coeff"], r["tv_coeff"], r["tv_beta"]): r for r in rows}
+    ours = by[("ours (defaults)", "phase 2", None, None, None)]
+    ours_rule = by[("ours (defaults)", "same rule", None, None, None)]
+    # --quick: 60 + 30 + 3 x (1 + 5) updates, plus the 2-example gradient check of 4 images
+    # (each call checks: the rule's 10 steps cost 10.5 too)
+    assert ours["passes_per_image"] == pytest.approx(108 + 0.5)
+    assert ours_rule["passes_per_image"] == pytest.approx(ours["passes_per_image"] + 10.5)
+    assert ours_rule["forward_passes_per_image"] >= ours["forward_passes_per_image"]
+    assert by[("Saliency", "own J", None, None, None)]["passes_per_image"] == 1
+    assert by[("IntegratedGradients", "own J", None, None, None)]["passes_per_image"] == 8
+    occlusion = by[("Occlusion", "own J", None, None, None)]
+    assert occlusion["passes_per_image"] == 0 and occlusion["forward_passes_per_image"] > 0
+    for coeffs in PAPER_MP_SETTINGS:
+        own, same = (by[("MP blur", rule) + coeffs] for rule in ("own J", "same rule"))
+        assert own["passes_per_image"] == pytest.approx(40 + 0.5)  # --quick: 40 MP steps
+        extra = same["passes_per_image"] - own["passes_per_image"]
+        # the same rule runs its 10 steps (and check) once per scanned threshold (at most 4)
+        assert extra in (10.5, 21, 31.5, 42)

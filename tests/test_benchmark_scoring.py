@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import torch
 
+from captum_regadv.benchmark.passes import PassCount
 from captum_regadv.benchmark.runner import format_markdown, like_for_like
 from captum_regadv.benchmark.scoring import (
     MethodOutput,
@@ -39,15 +40,17 @@ def rows_and_outputs():
     ranking = RankingScores(0.1, 0.9, 0.2, 100.0)
     # ours: the exact patch set to 0 on both images
     ours = score_row("ours (defaults)", "phase 2", (None, None, None), model, images, truth,
-                     patch, images * (1 - patch), patch, ranking, 1.0, None)
+                     patch, images * (1 - patch), patch, ranking, 1.0, None, PassCount(196, 110))
     # a larger mask (the patch and one more pixel) on image 0, an empty one on image 1
     other_mask = patch.clone()
     other_mask[0, 0, 3, 3] = 1
     other_mask[1] = 0
     other = score_row("MP blur", "same rule", (6.0, 120.0, 1.0), model, images, truth,
-                      other_mask, images * (1 - other_mask), other_mask, ranking, 1.0, 0.5)
+                      other_mask, images * (1 - other_mask), other_mask, ranking, 1.0, 0.5,
+                      PassCount(360, 24))
     better = score_row("Occlusion", "same rule", (None, None, None), model, images, truth,
-                       patch[:, :, :, :], images * (1 - patch), patch, ranking, 1.0, 0.1)
+                       patch[:, :, :, :], images * (1 - patch), patch, ranking, 1.0, 0.1,
+                       PassCount(0, 30))
     return [ours, other, better]
 
 
@@ -57,6 +60,9 @@ def test_score_row_columns_and_better_on():
     ours, other, same = rows
     assert ours.mask_area == 25.0 and ours.cc_hit_rate == 100.0 and ours.n_images == 2
     assert math.isclose(ours.l0, 0.25) and ours.better_on == 0
+    # passes per image: the totals over the 2 images, halved
+    assert (ours.passes_per_image, ours.forward_passes_per_image) == (98.0, 55.0)
+    assert (other.passes_per_image, same.forward_passes_per_image) == (180.0, 15.0)
     assert other.mask_area == (5 / 16 * 100 + 0) / 2 and other.images_hit == 50.0
     assert other.better_on == 0 and same.better_on == 0  # never strictly below ours
     lower = MethodOutput(scored[2][1].masks, scored[2][1].perturbed, scored[2][1].saliency,

@@ -122,8 +122,9 @@ def test_candidate_fractions_decrease_from_one(count: int, smallest: float) -> N
 
 def test_diagnostics_count_every_pass_of_the_default_schedule() -> None:
     """60 + 20 + 3 x (1 ranking + 5 polish) = 98 forward+backward passes and
-    3 x 16 candidates + 2 scores = 50 forward passes per example (the one-part
-    mask gives component pruning nothing to score); one loss history per
+    3 x 16 candidates + the final loss of the 5 stages + 2 scores = 55 forward
+    passes per example (the one-part mask gives component pruning nothing to
+    score); one loss history per
     stage. The regulariser weights alone leave the patch model's class
     standing: the default per-example multiplier destroys it within the one
     run (multiplier > 1), where the restart weight search needs a second
@@ -133,17 +134,17 @@ def test_diagnostics_count_every_pass_of_the_default_schedule() -> None:
     mask = explainer.attribute(x, target=1, bounds=(0, 1))
     d = explainer.last_diagnostics
     assert d.attempts.tolist() == [1, 1] and d.kept_attempt.tolist() == [0, 0]
-    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [50, 50]
+    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [55, 55]
     assert bool((d.multiplier > 1).all()) and bool((d.score_after < 0.5).all())
     assert torch.equal(mask.bool(), truth[:2])
     explainer.attribute(x, target=1, bounds=(0, 1), dual_step=1.0, search_steps=2)
     d = explainer.last_diagnostics
     assert d.attempts.tolist() == [2, 2] and d.kept_attempt.tolist() == [1, 1]
-    assert d.passes.tolist() == [196, 196] and d.forward_passes.tolist() == [99, 99]
+    assert d.passes.tolist() == [196, 196] and d.forward_passes.tolist() == [109, 109]
     assert len(d.losses) == 2 and d.multiplier.tolist() == [1.0, 1.0]
     explainer.attribute(x, target=1, bounds=(0, 1), search_steps=0)
     d = explainer.last_diagnostics
-    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [50, 50]
+    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [55, 55]
     assert d.attempts.tolist() == [1, 1]
     stages = {"phase 1": 61, "phase 2": 21, "refinement 1": 6, "refinement 2": 6,
               "refinement 3": 6}

@@ -34,7 +34,7 @@ COLUMNS = (
     "method", "rule", "l0_coeff", "tv_coeff", "tv_beta", "l0", "tv", "classification",
     "ape_d", "ape_s", "cc_hit_rate", "images_hit", "mask_area", "better_on", "n_images",
     "deletion_auc", "insertion_auc", "deletion_10", "pointing_game", "seconds_per_image",
-    "threshold",
+    "threshold", "passes_per_image", "forward_passes_per_image",
 )
 #: the Markdown table's columns (``better_on`` shown as ``k/N``).
 MARKDOWN_COLUMNS = (
@@ -45,6 +45,7 @@ MARKDOWN_COLUMNS = (
     ("mask area (%)", "mask_area"), ("APE_D better than ours on", "better_on"),
     ("deletion AUC", "deletion_auc"), ("insertion AUC", "insertion_auc"),
     ("deletion@10%", "deletion_10"), ("pointing game (%)", "pointing_game"),
+    ("fwd+bwd / image", "passes_per_image"), ("fwd / image", "forward_passes_per_image"),
     ("s / image", "seconds_per_image"), ("threshold", "threshold"),
 )
 

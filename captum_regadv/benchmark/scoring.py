@@ -6,6 +6,9 @@ and its continuous map (for the ranking metrics). Per row:
 * the APE_D components (weights 1, 1, 1) and APE_S, means over the images;
 * the CC hit rate against the ground truth (%), the images whose mask
   touches the ground truth at all (%), the mask area (% of the elements);
+* the passes per image the row cost: forward+backward and forward-only
+  model passes of the method and its mask -> ``J`` rule (threshold scan
+  included), counted on the model (:mod:`~captum_regadv.benchmark.passes`);
 * ``better_on``: on how many images the row's APE_D is lower than that of
   :class:`~captum_regadv.RegularizedAdversarial` with the package defaults
   (per example, like for like);
@@ -25,6 +28,7 @@ from torch import Tensor
 from ..metrics import APEComponents, ape_d, ape_s, cc_hit_rate
 from ..pointing import pointing_game
 from ..ranking_metrics import deletion_auc, insertion_auc
+from .passes import PassCount
 
 __all__ = [
     "MethodRow", "MethodOutput", "RankingScores", "score_row", "ranking_scores", "with_better_on",
@@ -66,6 +70,8 @@ class MethodRow:
     pointing_game: float
     seconds_per_image: float
     threshold: Optional[float]
+    passes_per_image: float
+    forward_passes_per_image: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,8 +146,10 @@ def score_row(
     ranking: RankingScores,
     seconds: float,
     threshold: Optional[float],
+    passes: PassCount,
 ) -> tuple[MethodRow, MethodOutput]:
-    """Score one (masks, ``J``) pair; ``better_on`` is filled in by :func:`with_better_on`."""
+    """Score one (masks, ``J``) pair; ``better_on`` is filled in by :func:`with_better_on`.
+    ``passes``: what the row's method and rule spent on the whole set."""
     c = ape_d(model, images, perturbed, target=1, return_components=True)
     s = ape_s(model, images, perturbed, target=1)
     assert isinstance(c, APEComponents) and isinstance(s, Tensor)
@@ -170,6 +178,8 @@ def score_row(
         pointing_game=ranking.pointing_game,
         seconds_per_image=seconds / n,
         threshold=threshold,
+        passes_per_image=passes.per_example(n)[0],
+        forward_passes_per_image=passes.per_example(n)[1],
     )
     return row, MethodOutput(masks, perturbed, saliency, c.total.detach())
 

@@ -44,6 +44,7 @@ from ..mask_rules import (
 )
 from ..meaningful_perturbation import MeaningfulPerturbation, ReferenceKind, deletion_reference
 from ..regularized_adversarial import RegularizedAdversarial
+from .passes import PassCount, count_passes
 from .scoring import (
     MethodOutput,
     MethodRow,
@@ -152,6 +153,7 @@ def _map_rows(
     settings: Table1Settings,
     saliency: Tensor,
     map_seconds: float,
+    map_passes: PassCount,
     own_rule: PerturbRule,
     normalize: bool,
 ) -> list[Result]:
@@ -164,15 +166,16 @@ def _map_rows(
     results: list[Result] = []
     for rule, perturb in rules:
         start = time.perf_counter()
-        scan = scan_threshold(
-            model, images, saliency, target=1, perturb=perturb, normalize=normalize,
-            thresholds=candidates,
-        )
+        with count_passes(model) as scan_passes:
+            scan = scan_threshold(
+                model, images, saliency, target=1, perturb=perturb, normalize=normalize,
+                thresholds=candidates,
+            )
         seconds = map_seconds + time.perf_counter() - start
         assert isinstance(scan.masks, Tensor) and isinstance(scan.perturbed, Tensor)
         row, out = score_row(
             name, rule, coeffs, model, images, truth, scan.masks, scan.perturbed, saliency,
-            ranking, seconds, scan.threshold,
+            ranking, seconds, scan.threshold, map_passes + scan_passes,
         )
         results.append((row_label(row), row, out))
     return results
@@ -202,7 +205,8 @@ def _ours(
     if settings.ours_phase2_steps is not None:
         kwargs["phase2_steps"] = settings.ours_phase2_steps
     start = time.perf_counter()
-    masks, perturbed = RegularizedAdversarial(model).attribute(images, **kwargs)
+    with count_passes(model) as passes:
+        masks, perturbed = RegularizedAdversarial(model).attribute(images, **kwargs)
     seconds = time.perf_counter() - start
     assert isinstance(masks, Tensor) and isinstance(perturbed, Tensor)
     # attribution="multiscale" without groups: |J - I| smoothed at every scale
@@ -211,18 +215,19 @@ def _ours(
     ranking = _ranking(model, images, truth, change, settings)
     row, out = score_row(
         name, PHASE_2, (sparsity, tv, None), model, images, truth, masks, perturbed, change,
-        ranking, seconds, None,
+        ranking, seconds, None, passes,
     )
     results = [(row_label(row), row, out)]
     if sparsity is None and settings.same_rule:
         # the same masks, J made by the rule every same-rule row uses: compares masks alone
         start = time.perf_counter()
-        rule_j = _phase2_rule(model, settings)(images, masks)
+        with count_passes(model) as rule_passes:
+            rule_j = _phase2_rule(model, settings)(images, masks)
         assert isinstance(rule_j, Tensor)
         rule_seconds = seconds + time.perf_counter() - start
         row, out = score_row(
             name, SAME_RULE, (sparsity, tv, None), model, images, truth, masks, rule_j,
-            change, ranking, rule_seconds, None,
+            change, ranking, rule_seconds, None, passes + rule_passes,
         )
         results.append((row_label(row), row, out))
     return results
@@ -237,18 +242,12 @@ def _mp(
     coeffs: tuple[float, float, float],
 ) -> list[Result]:
     start = time.perf_counter()
-    saliency = MeaningfulPerturbation(model).attribute(
-        images,
-        target=1,
-        reference=reference,
-        l1_weight=coeffs[0],
-        tv_weight=coeffs[1],
-        tv_beta=coeffs[2],
-        steps=settings.mp_steps,
-        objective="log_odds",
-        patience=settings.patience,
-        internal_batch_size=settings.batch_size,
-    )
+    with count_passes(model) as passes:
+        saliency = MeaningfulPerturbation(model).attribute(
+            images, target=1, reference=reference, l1_weight=coeffs[0], tv_weight=coeffs[1],
+            tv_beta=coeffs[2], steps=settings.mp_steps, objective="log_odds",
+            patience=settings.patience, internal_batch_size=settings.batch_size,
+        )
     assert isinstance(saliency, Tensor)
     ref = deletion_reference(images, reference)
     assert isinstance(ref, Tensor)
@@ -256,7 +255,7 @@ def _mp(
     own = functools.partial(fill_with_reference, reference=ref)
     return _map_rows(
         f"MP {reference}", coeffs, model, images, truth, settings, saliency.detach(), seconds,
-        own, normalize=False,
+        passes, own, normalize=False,
     )
 
 
@@ -285,12 +284,13 @@ def _captum(
     name: str, model: torch.nn.Module, images: Tensor, truth: Tensor, settings: Table1Settings
 ) -> list[Result]:
     start = time.perf_counter()
-    saliency = _captum_map(name, model, images, settings).detach()
+    with count_passes(model) as passes:
+        saliency = _captum_map(name, model, images, settings).detach()
     seconds = time.perf_counter() - start
     # own J: the baseline (0) that IntegratedGradients and Occlusion delete with
     own = functools.partial(fill_with_reference, reference=0.0)
     return _map_rows(
-        name, (None, None, None), model, images, truth, settings, saliency, seconds, own,
+        name, (None, None, None), model, images, truth, settings, saliency, seconds, passes, own,
         normalize=True,
     )
 
