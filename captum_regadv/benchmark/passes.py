@@ -75,7 +75,7 @@ def count_passes(model: torch.nn.Module) -> Iterator[PassCount]:
                     count.forward_only -= rows
                     count.forward_backward += rows
 
-            output.register_hook(on_backward)
+            output.register_hook(on_backward)  # type: ignore[no-untyped-call]
 
     handle = model.register_forward_hook(on_forward)
     try:
