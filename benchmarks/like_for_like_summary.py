@@ -23,6 +23,7 @@ COLUMNS = (
     ("APE_D", "ape_d"), ("CC hit (%)", "cc_hit_rate"), ("mask area (%)", "mask_area"),
     ("APE_D better than ours on", "better_on"), ("deletion AUC", "deletion_auc"),
     ("deletion@10%", "deletion_10"), ("pointing game (%)", "pointing_game"),
+    ("fwd+bwd / image", "passes_per_image"), ("fwd / image", "forward_passes_per_image"),
 )
 
 
@@ -34,7 +35,7 @@ def label(row: dict[str, Any]) -> str:
 
 
 def cell(row: dict[str, Any], key: str) -> str:
-    value = row[key]
+    value = row.get(key)  # runs before the pass columns have none
     if key == "better_on":
         return f"{value}/{row['n_images']}"
     if value is None:

@@ -76,7 +76,8 @@ def test_like_for_like_summary_needs_both_measures_at_once(tmp_path):
             _row("ours (defaults)", "phase 2", ape, cc),
             _row("ours (defaults)", "same rule", 0.001, cc),
             _row("MP blur", "own J", 0.5, 20.0, **mp),
-            _row("MP blur", "same rule", 0.012, 96.0, **mp),
+            _row("MP blur", "same rule", 0.012, 96.0, passes_per_image=391.125,
+                 forward_passes_per_image=34.0, **mp),
             _row("Occlusion", "same rule", 0.3, 99.0),
         ]
         (tmp_path / name).mkdir()
@@ -92,3 +93,16 @@ def test_like_for_like_summary_needs_both_measures_at_once(tmp_path):
         "ours (defaults)", "ours (defaults)", "MP blur 40/120/1", "MP blur 40/120/1", "Occlusion"
     ]
     assert "| - |" in table[0]  # a skipped ranking column
+    assert table[3].rstrip().endswith("| 391.1 | 34 |")  # the passes per image
+    assert table[4].rstrip().endswith("| - | - |")  # a run without them
+
+
+def test_equal_budget_verdict_needs_both_measures(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from equal_budget import verdict
+
+    ours = dict(ape_d=0.010, cc=95.0)
+    assert verdict(ours, dict(ape_d=0.012, cc=95.0)) == "ours better on both"
+    assert verdict(ours, dict(ape_d=0.009, cc=96.0)) == "**MP better on both**"
+    assert verdict(ours, dict(ape_d=0.012, cc=96.0)) == "ours: lower APE_D, lower CC"
+    assert verdict(ours, dict(ape_d=0.009, cc=90.0)).startswith("**ours: higher APE_D**")
