@@ -79,6 +79,9 @@ def test_labels_markdown_and_like_for_like_sentence():
     assert "| 0/2 |" in md and "J rule" in md
     text = like_for_like(rows)
     assert "None of the 2 same-rule rows" in text
+    # the cost of both sides: this method's 98 passes, the best same-rule row's 0
+    assert "25.00%, 98 forward+backward passes per image" in text
+    assert "0 forward+backward passes per image (its threshold scanned" in text
     worse_ours = [replace(rows[0], ape_d=10.0)] + rows[1:]
     text = like_for_like(worse_ours)
     assert "2 of 2 same-rule rows have a lower mean APE_D" in text

@@ -106,15 +106,17 @@ def like_for_like(rows: Sequence[MethodRow]) -> str:
     text = (
         f"Like for like (every mask turned into J by the same phase-2 rule): this method "
         f"(defaults) has APE_D {ours.ape_d:.4g}, CC hit rate {ours.cc_hit_rate:.1f}%, mask "
-        f"area {ours.mask_area:.2f}%"
+        f"area {ours.mask_area:.2f}%, {ours.passes_per_image:.0f} forward+backward passes per "
+        f"image"
     )
     if ours_rule is not None:
         text += f" (its masks through the same rule: APE_D {ours_rule.ape_d:.4g})"
     text += (
         f"; the best same-rule row is {row_label(best)} with APE_D "
         f"{best.ape_d:.4g}, CC hit rate {best.cc_hit_rate:.1f}%, mask area "
-        f"{best.mask_area:.2f}%, lower APE_D than this method on {best.better_on}/"
-        f"{best.n_images} images. "
+        f"{best.mask_area:.2f}%, {best.passes_per_image:.0f} forward+backward passes per image "
+        f"(its threshold scanned on these images), lower APE_D than this method on "
+        f"{best.better_on}/{best.n_images} images. "
     )
     if beaten:
         text += (
