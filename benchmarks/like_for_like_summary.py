@@ -21,6 +21,8 @@ from typing import Any
 
 COLUMNS = (
     ("APE_D", "ape_d"), ("CC hit (%)", "cc_hit_rate"), ("mask area (%)", "mask_area"),
+    ("components outside GT", "components_outside"),
+    ("their median distance (px)", "outside_distance"),
     ("APE_D better than ours on", "better_on"), ("deletion AUC", "deletion_auc"),
     ("deletion@10%", "deletion_10"), ("pointing game (%)", "pointing_game"),
     ("fwd+bwd / image", "passes_per_image"), ("fwd / image", "forward_passes_per_image"),

@@ -63,6 +63,9 @@ def test_score_row_columns_and_better_on():
     # passes per image: the totals over the 2 images, halved
     assert (ours.passes_per_image, ours.forward_passes_per_image) == (98.0, 55.0)
     assert (other.passes_per_image, same.forward_passes_per_image) == (180.0, 15.0)
+    # the extra pixel (3, 3) is a component that misses the patch, sqrt(8) from it
+    assert ours.components_outside == 0 and math.isnan(ours.outside_distance)
+    assert other.components_outside == 1 and math.isclose(other.outside_distance, math.sqrt(8))
     assert other.mask_area == (5 / 16 * 100 + 0) / 2 and other.images_hit == 50.0
     assert other.better_on == 0 and same.better_on == 0  # never strictly below ours
     lower = MethodOutput(scored[2][1].masks, scored[2][1].perturbed, scored[2][1].saliency,
@@ -125,3 +128,18 @@ def test_json_rows_turn_skipped_ranking_columns_into_null(tmp_path):
         back = json.load(handle)["rows"][0]
     assert back["deletion_auc"] is None and back["insertion_auc"] is None
     assert back["ape_d"] == row.ape_d and back["method"] == row.method
+
+
+def test_missed_components_of_volumes_and_empty_truth():
+    from captum_regadv.benchmark.scoring import missed_components
+
+    masks = torch.zeros(2, 1, 4, 5, 5)
+    truth = torch.zeros(2, 1, 4, 5, 5)
+    truth[0, 0, 0, 0, 0] = 1
+    masks[0, 0, 0, 0, 0] = 1  # touches the truth: not counted
+    masks[0, 0, 3, 4, 4] = 1  # (3, 4, 4) from the truth
+    masks[0, 0, 2, 4, 4] = 1  # 26-connected to it: one component, nearest 2, 4, 4
+    masks[1, 0, 1, 1, 1] = 1  # no truth in this example
+    distances = missed_components(masks, truth)
+    assert len(distances) == 2
+    assert math.isclose(distances[0], math.sqrt(4 + 16 + 16)) and math.isinf(distances[1])

@@ -34,7 +34,8 @@ COLUMNS = (
     "method", "rule", "l0_coeff", "tv_coeff", "tv_beta", "l0", "tv", "classification",
     "ape_d", "ape_s", "cc_hit_rate", "images_hit", "mask_area", "better_on", "n_images",
     "deletion_auc", "insertion_auc", "deletion_10", "pointing_game", "seconds_per_image",
-    "threshold", "passes_per_image", "forward_passes_per_image",
+    "threshold", "passes_per_image", "forward_passes_per_image", "components_outside",
+    "outside_distance",
 )
 #: the Markdown table's columns (``better_on`` shown as ``k/N``).
 MARKDOWN_COLUMNS = (
@@ -42,7 +43,9 @@ MARKDOWN_COLUMNS = (
     ("tv coeff", "tv_coeff"), ("tv_beta", "tv_beta"), ("L0", "l0"), ("tv", "tv"),
     ("classification", "classification"), ("APE_D", "ape_d"), ("APE_S", "ape_s"),
     ("CC hit rate (%)", "cc_hit_rate"), ("images hit (%)", "images_hit"),
-    ("mask area (%)", "mask_area"), ("APE_D better than ours on", "better_on"),
+    ("mask area (%)", "mask_area"), ("components outside GT", "components_outside"),
+    ("their median distance (px)", "outside_distance"),
+    ("APE_D better than ours on", "better_on"),
     ("deletion AUC", "deletion_auc"), ("insertion AUC", "insertion_auc"),
     ("deletion@10%", "deletion_10"), ("pointing game (%)", "pointing_game"),
     ("fwd+bwd / image", "passes_per_image"), ("fwd / image", "forward_passes_per_image"),
@@ -75,6 +78,8 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
 

@@ -6,6 +6,9 @@ and its continuous map (for the ranking metrics). Per row:
 * the APE_D components (weights 1, 1, 1) and APE_S, means over the images;
 * the CC hit rate against the ground truth (%), the images whose mask
   touches the ground truth at all (%), the mask area (% of the elements);
+* the mask components that miss the ground truth (full connectivity, as the
+  CC hit rate), counted over all images, and the median of their distances
+  to it (Euclidean, in pixels, from the component's nearest element);
 * the passes per image the row cost: forward+backward and forward-only
   model passes of the method and its mask -> ``J`` rule (threshold scan
   included), counted on the model (:mod:`~captum_regadv.benchmark.passes`);
@@ -19,10 +22,13 @@ and its continuous map (for the ranking metrics). Per row:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import Tensor
 
 from ..metrics import APEComponents, ape_d, ape_s, cc_hit_rate
@@ -31,7 +37,8 @@ from ..ranking_metrics import deletion_auc, insertion_auc
 from .passes import PassCount
 
 __all__ = [
-    "MethodRow", "MethodOutput", "RankingScores", "score_row", "ranking_scores", "with_better_on",
+    "MethodRow", "MethodOutput", "RankingScores", "missed_components", "score_row",
+    "ranking_scores", "with_better_on",
 ]
 
 
@@ -72,6 +79,8 @@ class MethodRow:
     threshold: Optional[float]
     passes_per_image: float
     forward_passes_per_image: float
+    components_outside: int
+    outside_distance: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +163,7 @@ def score_row(
     s = ape_s(model, images, perturbed, target=1)
     assert isinstance(c, APEComponents) and isinstance(s, Tensor)
     hits = cc_hit_rate(masks, truth)
+    missed = missed_components(masks, truth)
     touched = ((masks != 0) & (truth != 0)).flatten(1).any(1)
     n = images.shape[0]
     row = MethodRow(
@@ -180,8 +190,36 @@ def score_row(
         threshold=threshold,
         passes_per_image=passes.per_example(n)[0],
         forward_passes_per_image=passes.per_example(n)[1],
+        components_outside=len(missed),
+        outside_distance=float(np.median(missed)) if missed else float("nan"),
     )
     return row, MethodOutput(masks, perturbed, saliency, c.total.detach())
+
+
+def missed_components(masks: Tensor, truth: Tensor) -> list[float]:
+    """Distance (elements, Euclidean) from each mask component that misses the
+    ground truth to the ground truth, over all examples; ``inf`` where an
+    example has no ground truth. ``masks`` and ``truth``: ``N x C x *spatial``
+    (channels merged), components with full connectivity.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 6, 6); m[0, 0, :2, :2] = 1; m[0, 0, 5, 5] = 1
+        >>> gt = torch.zeros(1, 1, 6, 6); gt[0, 0, :2, :2] = 1
+        >>> missed_components(m, gt)
+        [5.656854...]
+    """
+    mask_np: np.ndarray = np.asarray((masks.detach() != 0).cpu().numpy().any(axis=1))
+    gt_np: np.ndarray = np.asarray((truth.detach() != 0).cpu().numpy().any(axis=1))
+    structure = ndimage.generate_binary_structure(mask_np.ndim - 1, mask_np.ndim - 1)
+    distances: list[float] = []
+    for mask_k, gt_k in zip(mask_np, gt_np):
+        labels, count = ndimage.label(mask_k, structure=structure)
+        to_truth = ndimage.distance_transform_edt(~gt_k) if gt_k.any() else None
+        for c in range(1, count + 1):
+            component = labels == c
+            if not (component & gt_k).any():
+                distances.append(math.inf if to_truth is None else float(to_truth[component].min()))
+    return distances
 
 
 def with_better_on(
