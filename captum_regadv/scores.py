@@ -32,6 +32,7 @@ identity.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Literal, Sequence, Union
 
@@ -100,19 +101,24 @@ def resolve_score(score: Score, output: Tensor) -> Score:
     return "sigmoid"
 
 
+def _is_index(value: object) -> bool:
+    """An integer that is not a bool: Python's, or NumPy's (``np.argmax`` returns one)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and (
+        type(value).__name__ != "bool_"
+    )
+
+
 def _as_index_row(item: object, width: int) -> list[int]:
     if isinstance(item, Tensor):
         if item.is_floating_point() or item.is_complex():
             raise TypeError("target tensors must hold integers")
         item = item.tolist()
-    if isinstance(item, bool):
+    if isinstance(item, bool) or type(item).__name__ == "bool_":
         raise TypeError("target must be an int, a tuple of ints, a tensor or a list")
-    if isinstance(item, int):
-        row = [item]
-    elif isinstance(item, (tuple, list)) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in item
-    ):
-        row = list(item)
+    if _is_index(item):
+        row = [int(item)]  # type: ignore[call-overload]
+    elif isinstance(item, (tuple, list)) and all(_is_index(v) for v in item):
+        row = [int(v) for v in item]
     else:
         raise TypeError(
             f"target entries must be ints or tuples of ints, got {type(item).__name__}"

@@ -68,3 +68,18 @@ def test_targets_and_scores():
         resolve_target((2, 4), multi)
     with pytest.raises(ValueError, match="indices"):
         resolve_target(1, multi)
+
+
+def test_numpy_integer_targets_are_indices_and_numpy_bools_are_not():
+    import numpy as np
+
+    output = torch.zeros(2, 3)
+    assert resolve_target(np.int64(2), output).tolist() == [[2], [2]]
+    assert resolve_target([np.int32(1), 0], output).tolist() == [[1], [0]]
+    assert resolve_target(int(np.argmax([0.1, 0.7, 0.2])), output).tolist() == [[1], [1]]
+    grid = torch.zeros(2, 3, 4)
+    assert resolve_target((np.int64(1), np.uint8(3)), grid).tolist() == [[1, 3], [1, 3]]
+    with pytest.raises(TypeError, match="target"):
+        resolve_target(np.bool_(True), output)
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_target(np.int64(3), output)
