@@ -33,9 +33,11 @@ import torch
 from captum_regadv import RegularizedAdversarial, ape_d, cc_hit_rate
 from captum_regadv.benchmark import TrainConfig, load_or_train, predict_proba
 
-#: The schedule of the previous release: 200 + 100 steps, nothing else.
+#: The schedule of the previous release: 200 + 100 steps, nothing else (no
+#: refinement, no release term, no per-example multiplier).
 LEGACY: dict[str, Any] = dict(
-    steps=200, phase2_steps=100, refine_candidates=0, phase2_start="input"
+    steps=200, phase2_steps=100, refine_candidates=0, phase2_start="input",
+    release_weight=0.0, dual_step=1.0,
 )
 
 
