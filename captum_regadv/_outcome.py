@@ -132,9 +132,11 @@ def warn_on_failures(
             f"the target is not the predicted class for {unpredicted.numel()} of {n} "
             f"example(s): its score on the input is already below {DESTROYED} "
             f"({_listed(unpredicted, before)}), so there is no class evidence to destroy "
-            "and the mask does not explain the model's decision (with more than two "
-            "classes, a top class below 0.5 counts too: it is already 'destroyed'); "
-            "explain the predicted class (e.g. target=model(x).argmax(1))",
+            "and the mask does not explain the model's decision; explain the predicted "
+            "class (e.g. target=model(x).argmax(1)). With more than two classes a top "
+            "class below 0.5 counts too: it is already 'destroyed'; pass score='margin' "
+            "to explain it against its strongest rival (destroyed = no longer the top "
+            "class)",
             UserWarning,
             stacklevel=stacklevel,
         )

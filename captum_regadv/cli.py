@@ -192,7 +192,7 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: {defaults['mode']})")
     method.add_argument("--objective", choices=("log_odds", "score"), default=None,
                         help=f"classification term optimised (default: {defaults['objective']})")
-    method.add_argument("--score", choices=("auto", "softmax", "probability", "sigmoid", "identity"),
+    method.add_argument("--score", choices=("auto", "softmax", "margin", "probability", "sigmoid", "identity"),
                         default=defaults["score"],
                         help=f"model output to class score (default: {defaults['score']})")
 

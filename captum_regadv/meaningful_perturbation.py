@@ -197,7 +197,7 @@ class MeaningfulPerturbation(MaskAttribution):
                 there, not allowed otherwise).
             score: how the forward output becomes :math:`M(J)_i`:
                 ``"auto"`` (default; read from the output, see
-                :mod:`captum_regadv.scores`), ``"softmax"``,
+                :mod:`captum_regadv.scores`), ``"softmax"``, ``"margin"``,
                 ``"probability"``, ``"sigmoid"`` or ``"identity"``.
             objective: the classification term :math:`c(J)`: ``"log_odds"``
                 (default) minimises :math:`-\log(1 - M(J)_i)`, whose gradient

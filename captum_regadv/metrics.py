@@ -159,8 +159,8 @@ def ape_d(
         score: how the output becomes :math:`M(J)_i`, as in the methods
             (:mod:`captum_regadv.scores`): ``"auto"`` (default; chosen from
             the output on ``inputs``: probabilities, softmax over logits, or
-            one logit), ``"softmax"``, ``"probability"``, ``"sigmoid"`` or
-            ``"identity"``. Pass the method's ``score`` to score the same
+            one logit), ``"softmax"``, ``"margin"``, ``"probability"``,
+            ``"sigmoid"`` or ``"identity"``. Pass the method's ``score`` to score the same
             :math:`M(J)_i` it optimised (the defaults agree).
         tv_dims: spatial dims of the TV; default all dims after ``N, C``
             (none for ``N x F``).

@@ -252,7 +252,7 @@ _SHARED_ARGS = r"""
         seed: seed of the tie-breaking order. Default 0.
         score: how the output becomes the class probability, as in the
             methods: ``"auto"`` (default; decided from the output on the
-            original inputs), ``"softmax"``, ``"probability"``,
+            original inputs), ``"softmax"``, ``"margin"``, ``"probability"``,
             ``"sigmoid"`` or ``"identity"`` (the AUC is in ``[0, 1]`` for
             all but ``"identity"``).
         internal_batch_size: curve points per forward pass (default all

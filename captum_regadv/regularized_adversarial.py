@@ -222,9 +222,9 @@ class RegularizedAdversarial(MaskAttribution):
                 summing to 1 are probabilities, other ``C >= 2`` outputs
                 logits (softmax), one column a logit (sigmoid), unless every
                 value lies in ``[0, 1]``: then a probability, with a warning
-                naming this option. Or ``"softmax"``, ``"probability"``,
-                ``"sigmoid"``, ``"identity"``. A ``(N,)`` output is one
-                column (``target=None``).
+                naming this option. Or ``"softmax"``, ``"margin"`` (the class
+                against its strongest rival, for many-class models whose top
+                class is below 0.5), ``"probability"``, ``"sigmoid"``, ``"identity"``.
             mode: ``"destroy"`` (default; SDR, APE_D, the paper) or
                 ``"preserve"`` (SSR, APE_S): the mask is then the region kept
                 unchanged, and the classification term keeps the score.

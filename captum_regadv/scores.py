@@ -16,13 +16,20 @@ probability of class ``i``; the transform is:
 * ``"softmax"``: :math:`M_i = \mathrm{softmax}(z)_i` over dim 1 (logits);
 * ``"probability"``: :math:`M_i = p_i`, the output itself (``N x C``
   probabilities, or one column :math:`p`);
+* ``"margin"``: :math:`M_i = \sigma(z_i - \max_{j \ne i} z_j)` (logits), the
+  class against its strongest rival. With two classes it equals
+  ``"softmax"``; with more, :math:`M_i \ge 0.5` exactly when class :math:`i`
+  is the top class, so "destroyed" means "no longer the top class". For
+  models with many classes (ImageNet), whose top class often has a softmax
+  probability below 0.5 and so counts as destroyed before any change;
 * ``"sigmoid"``: :math:`M_i = \sigma(z_i)` (multi-label or one-logit models);
 * ``"identity"``: :math:`M_i = z_i` (any other score; not a probability).
 
 For optimisation the same score is read as log-odds, which does not
 saturate on confidently classified inputs:
 :math:`\ell_i = z_i - \log\sum_{j \ne i} e^{z_j}` for softmax (so that
-:math:`M_i = \sigma(\ell_i)`), :math:`\ell_i = \log p_i - \log\sum_{j \ne i}
+:math:`M_i = \sigma(\ell_i)`), :math:`\ell_i = z_i - \max_{j \ne i} z_j` for
+margin, :math:`\ell_i = \log p_i - \log\sum_{j \ne i}
 p_j` for probabilities (:math:`\log p - \log(1 - p)` for one column; both
 clamped at the dtype's smallest normal number, so a probability that has
 rounded to exactly 0 or 1 gives a finite value but no gradient: return logits
@@ -50,8 +57,8 @@ __all__ = [
     "class_log_odds",
 ]
 
-Score = Literal["auto", "softmax", "probability", "sigmoid", "identity"]
-SCORES: tuple[str, ...] = ("auto", "softmax", "probability", "sigmoid", "identity")
+Score = Literal["auto", "softmax", "margin", "probability", "sigmoid", "identity"]
+SCORES: tuple[str, ...] = ("auto", "softmax", "margin", "probability", "sigmoid", "identity")
 
 TargetType = Union[None, int, tuple[int, ...], Tensor, Sequence[Union[int, tuple[int, ...]]]]
 
@@ -217,12 +224,19 @@ def _target_mask(output: Tensor, index: Tensor) -> Tensor:
     return mask
 
 
-def _check_softmax(output: Tensor) -> None:
+def _check_softmax(output: Tensor, name: str = "softmax") -> None:
     if output.shape[1] < 2:
         raise ValueError(
-            "score='softmax' needs at least 2 classes; use 'auto', 'sigmoid' or "
+            f"score='{name}' needs at least 2 classes; use 'auto', 'sigmoid' or "
             "'probability' for a model with one output"
         )
+
+
+def _margin(output: Tensor, index: Tensor) -> Tensor:
+    """:math:`z_i - \\max_{j \\ne i} z_j` over dim 1 (the log-odds of ``"margin"``)."""
+    _check_softmax(output, "margin")
+    rival = output.masked_fill(_target_mask(output, index), float("-inf")).amax(dim=1, keepdim=True)
+    return _select(output - rival.expand_as(output), index)
 
 
 def _log_clamped(values: Tensor) -> Tensor:
@@ -248,6 +262,8 @@ def class_score(output: Tensor, index: Tensor, score: Score) -> Tensor:
     if score == "softmax":
         _check_softmax(output)
         return _select(torch.softmax(output, dim=1), index)
+    if score == "margin":
+        return torch.sigmoid(_margin(output, index))
     if score == "sigmoid":
         return torch.sigmoid(_select(output, index))
     return _select(output, index)
@@ -270,6 +286,8 @@ def class_log_odds(output: Tensor, index: Tensor, score: Score) -> Tensor:
         others = output.masked_fill(_target_mask(output, index), float("-inf"))
         lse = torch.logsumexp(others, dim=1, keepdim=True).expand_as(output)
         return _select(output - lse, index)
+    if score == "margin":
+        return _margin(output, index)
     if score == "probability":
         p = _select(output, index)
         if output.shape[1] == 1:

@@ -83,3 +83,28 @@ def test_numpy_integer_targets_are_indices_and_numpy_bools_are_not():
         resolve_target(np.bool_(True), output)
     with pytest.raises(ValueError, match="out of range"):
         resolve_target(np.int64(3), output)
+
+
+def test_margin_score_is_softmax_for_two_classes_and_top_class_for_more():
+    z2 = torch.tensor([[0.3, -1.2], [2.0, 2.5]])
+    for t in (0, 1):
+        index = torch.full((2, 1), t)
+        assert torch.allclose(class_score(z2, index, "margin"), class_score(z2, index, "softmax"))
+        assert torch.allclose(class_log_odds(z2, index, "margin"),
+                              class_log_odds(z2, index, "softmax"))
+    # four classes: the top class has softmax probability < 0.5 but margin score > 0.5
+    z = torch.tensor([[1.0, 2.0, 1.5, 0.0]])
+    top = torch.tensor([[1]])
+    assert float(class_score(z, top, "softmax")) < 0.5 < float(class_score(z, top, "margin"))
+    assert torch.allclose(class_log_odds(z, top, "margin"), torch.tensor([0.5]))
+    assert torch.allclose(class_log_odds(z, torch.tensor([[2]]), "margin"), torch.tensor([-0.5]))
+    # the gradient reaches the class and its rival only
+    zg = z.clone().requires_grad_(True)
+    class_log_odds(zg, top, "margin").sum().backward()
+    assert zg.grad.tolist() == [[0.0, 1.0, -1.0, 0.0]]
+    # several outputs per example (N x C x K): the rival is taken over the classes
+    grid = torch.tensor([[[0.0, 5.0], [1.0, 0.0], [0.5, 9.0]]])
+    assert torch.allclose(class_log_odds(grid, torch.tensor([[1, 0]]), "margin"),
+                          torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="margin"):
+        class_score(torch.zeros(2, 1), torch.zeros(2, 1, dtype=torch.long), "margin")
