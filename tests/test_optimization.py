@@ -61,6 +61,10 @@ def test_patience_stops_a_plateau_after_the_window_and_drops_the_row():
     assert int(result.steps_run[1]) == 50
     assert all(c == [1] for c in calls[17:])  # the finished row left the batch
     assert float(result.best_loss[0]) == 0.0
+    # the loss of the last iterate: one forward-only pass for the row that ran to
+    # the end, none for the row that stopped early; 16 + 50 updates + 1 = 67 calls
+    assert result.evaluations.tolist() == [0, 1]
+    assert sum(len(c) for c in calls) == 16 + 50 + 1
 
 
 def test_patience_ignores_the_transient_of_the_first_steps():
