@@ -133,6 +133,8 @@ def _target(text: str) -> int | str:
 
 
 def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
+    from .scores import SCORES
+
     defaults = _library_defaults()
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files or folders (searched recursively): PNG, JPEG, "
@@ -192,7 +194,7 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: {defaults['mode']})")
     method.add_argument("--objective", choices=("log_odds", "score"), default=None,
                         help=f"classification term optimised (default: {defaults['objective']})")
-    method.add_argument("--score", choices=("auto", "softmax", "margin", "probability", "sigmoid", "identity"),
+    method.add_argument("--score", choices=SCORES,
                         default=defaults["score"],
                         help=f"model output to class score (default: {defaults['score']})")
 

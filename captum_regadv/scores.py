@@ -109,10 +109,9 @@ def resolve_score(score: Score, output: Tensor) -> Score:
 
 
 def _is_index(value: object) -> bool:
-    """An integer that is not a bool: Python's, or NumPy's (``np.argmax`` returns one)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and (
-        type(value).__name__ != "bool_"
-    )
+    """An integer that is not a bool: Python's, or NumPy's (``np.argmax`` returns
+    one; NumPy's bool is not an ``Integral``)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _as_index_row(item: object, width: int) -> list[int]:
@@ -120,7 +119,7 @@ def _as_index_row(item: object, width: int) -> list[int]:
         if item.is_floating_point() or item.is_complex():
             raise TypeError("target tensors must hold integers")
         item = item.tolist()
-    if isinstance(item, bool) or type(item).__name__ == "bool_":
+    if isinstance(item, bool):
         raise TypeError("target must be an int, a tuple of ints, a tensor or a list")
     if _is_index(item):
         row = [int(item)]  # type: ignore[call-overload]

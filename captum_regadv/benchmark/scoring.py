@@ -166,6 +166,7 @@ def score_row(
     missed = missed_components(masks, truth)
     touched = ((masks != 0) & (truth != 0)).flatten(1).any(1)
     n = images.shape[0]
+    per_image, forward_per_image = passes.per_example(n)
     row = MethodRow(
         method=name,
         rule=rule,
@@ -188,8 +189,8 @@ def score_row(
         pointing_game=ranking.pointing_game,
         seconds_per_image=seconds / n,
         threshold=threshold,
-        passes_per_image=passes.per_example(n)[0],
-        forward_passes_per_image=passes.per_example(n)[1],
+        passes_per_image=per_image,
+        forward_passes_per_image=forward_per_image,
         components_outside=len(missed),
         outside_distance=float(np.median(missed)) if missed else float("nan"),
     )
