@@ -44,6 +44,7 @@ from ._objectives import OBJECTIVES, Objective
 from ._optimization import OptimizerClass
 from ._restricted import attack_within_mask
 from ._shapes import lift_scalars
+from ._value_scale import ValueScale
 from .metrics import _check_weights, ape_d
 from .scores import Score, TargetType, check_score
 
@@ -225,7 +226,8 @@ def perturb_within_mask(
     probability :math:`M(J)_i`; with ``patience``, the probability is what
     early stopping watches). The
     arguments are those of :meth:`RegularizedAdversarial.attribute`; the
-    defaults are its phase-2 defaults.
+    defaults are its phase-2 defaults, and ``lr`` counts in the same units
+    (the width of ``bounds`` rounded to a power of two).
 
     Returns:
         ``J`` shaped like ``inputs``, equal to ``I`` exactly outside the mask.
@@ -253,20 +255,18 @@ def perturb_within_mask(
     check_step_size(lr, "lr", originals)
     check_score(score)
     check_choice(objective, "objective", OBJECTIVES)
-    value_bounds = resolve_bounds(bounds, originals)
+    caller_bounds = resolve_bounds(bounds, originals)
+    unit = ValueScale.of(caller_bounds, originals)  # lr counts in these units
+    working, value_bounds = unit.encode(originals), unit.encode_bounds(caller_bounds)
     with torch.enable_grad(), preserve_buffers(forward_func):
         model, _ = ScoredModel.build(
-            lifted.forward(forward_func),
-            originals,
-            format_additional_args(additional_forward_args),
-            target,
-            score,
-            internal_batch_size,
-            differentiable=True,
+            unit.forward(lifted.forward(forward_func)), working,
+            format_additional_args(additional_forward_args), target, score,
+            internal_batch_size, differentiable=True,
         )
         result = attack_within_mask(
             model,
-            originals,
+            working,
             tuple(m.detach() != 0 for m in mask_t),
             value_bounds,
             loop,
@@ -276,7 +276,8 @@ def perturb_within_mask(
             start=None,
             progress=None,
         )
-    return _like_input(lifted.lower(tuple(t.detach() for t in result.best)), inputs)
+    best = unit.decode(tuple(t.detach() for t in result.best), working, originals, caller_bounds)
+    return _like_input(lifted.lower(best), inputs)
 
 
 class ThresholdScan(NamedTuple):

@@ -69,6 +69,7 @@ from ._regadv_call import (  # LARGE_MASK, PHASE2_LR_FACTOR: re-exported
     warn_if_large,
 )
 from ._shapes import lift_scalars
+from ._value_scale import ValueScale
 from ._weight_search import Diagnostics, explain_with_search
 from .scores import Score, TargetType
 
@@ -246,8 +247,8 @@ class RegularizedAdversarial(MaskAttribution):
                 :math:`M(J)_i` (or :math:`|M(J)_i - M(I)_i|`) as eq. 13 writes
                 it. The metrics always use the probability.
             gamma: steepness of the soft support (eq. 11), > 0. Default 30.
-            epsilon: change below which an element counts as unchanged, >= 0.
-                Default 0.01.
+            epsilon: change below which an element counts as unchanged, >= 0
+                (default 0.01, in units of the value range: see Units below).
             tv_dims: dimensions of the total variation: default the spatial
                 ones (none for ``N x F``); a sequence of ints, or one per input.
 
@@ -383,10 +384,11 @@ class RegularizedAdversarial(MaskAttribution):
                 0.5`); see :mod:`captum_regadv._outcome`. And when a destroying
                 mask covers more than half of its example.
 
-        Normalisation: both regularisers are means over the ``N`` elements of
-        one example (all input tensors together), as in APE_D (eq. 5), so
-        ``sparsity_weight`` and ``tv_weight`` are comparable with the
-        classification term whatever the resolution.
+        Units: both regularisers are means over the ``N`` elements of one
+        example (all inputs together), as in APE_D (eq. 5), whatever the
+        resolution; ``lr``, ``phase2_lr``, ``epsilon`` and ``1 / gamma`` count
+        in the width of ``bounds`` rounded to a power of two (1 for ``(0, 1)``,
+        256 for ``(0, 255)``: the defaults hold in any units; ``_value_scale``).
         """
         reject_inside_noise_tunnel(return_perturbed, "RegularizedAdversarial")
         is_tuple = not isinstance(inputs, Tensor)
@@ -411,28 +413,26 @@ class RegularizedAdversarial(MaskAttribution):
         warn_if_training(self.forward_func)
 
         originals = tuple(t.detach() for t in inputs_tuple)
-        settings, value_bounds = call.settings, call.bounds
+        unit = ValueScale.of(call.bounds, originals)  # lr, epsilon: in these units
+        settings, value_bounds = call.settings, unit.encode_bounds(call.bounds)
+        working = unit.encode(originals)
         with torch.enable_grad(), preserve_buffers(self.forward_func):
             model, output = ScoredModel.build(
-                lifted.forward(self.forward_func),
-                originals,
-                format_additional_args(additional_forward_args),
-                target,
-                score,
-                internal_batch_size,
-                differentiable=True,
+                unit.forward(lifted.forward(self.forward_func)), working,
+                format_additional_args(additional_forward_args), target, score,
+                internal_batch_size, differentiable=True,
             )
             search = search_steps if mode == "destroy" and model.score != "identity" else 0
             if coarse_to_fine is None:
                 masks, perturbed, diagnostics = explain_with_search(
-                    model, originals, output, value_bounds, settings,
+                    model, working, output, value_bounds, settings,
                     search_steps=search if phase2_steps > 0 else 0,
                     search_factor=float(search_factor),
                 )
             else:
                 masks, perturbed, diagnostics = explain_coarse_to_fine(
-                    self.forward_func, model.additional_args, target, score, model,
-                    originals, output, value_bounds, settings, factor=coarse_to_fine,
+                    unit.forward(self.forward_func), model.additional_args, target, score,
+                    model, working, output, value_bounds, settings, factor=coarse_to_fine,
                     search_steps=search if phase2_steps > 0 else 0,
                     search_factor=float(search_factor),
                 )
@@ -444,7 +444,7 @@ class RegularizedAdversarial(MaskAttribution):
             )
         warn_if_large(masks, mode)
         return format_result(
-            masks, perturbed, originals, lifted=lifted, groups=call.groups,
-            attribution=attribution, dims=settings.dims, is_tuple=is_tuple,
-            return_perturbed=return_perturbed,
+            masks, unit.decode(perturbed, working, originals, call.bounds), originals,
+            lifted=lifted, groups=call.groups, attribution=attribution, dims=settings.dims,
+            is_tuple=is_tuple, return_perturbed=return_perturbed,
         )

@@ -1,0 +1,120 @@
+r"""Units of change: the step sizes and ``epsilon`` count in the input's value range.
+
+``lr``, ``phase2_lr`` and ``epsilon`` (and ``1 / gamma``) are changes of an
+input element. Their defaults were chosen for values in ``[0, 1]``; the same
+numbers are far too small for an image in ``[0, 255]`` or a CT volume in
+Hounsfield units, and a little small for ImageNet-normalised inputs (a width
+of about 4.5). So the methods work on the inputs divided by a *unit*
+:math:`u_k` per input tensor, the width of its bounds rounded to a power of two,
+
+.. math::
+
+    u_k = 2^{\operatorname{round}(\log_2 w_k)}, \qquad
+    w_k = \operatorname{median}_n \operatorname{mean}_x \big(\mathrm{hi}_k - \mathrm{lo}_k\big),
+
+and give the model :math:`u_k z` for the working values :math:`z`. A power of
+two makes the division and the product exact in floating point: the model
+sees exactly the caller's values wherever nothing changed, ``J`` is exactly
+``I`` outside the mask, and bounds whose width rounds to 1 (``(0, 1)``, or an
+image's own min and max between 0.71 and 1.41) leave every result bit for bit
+as it was. The explanation of ``(a x, f(. / a))`` is then that of ``(x, f)``
+for every power of two ``a`` (a test checks it), and close to it for any
+other ``a``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["ValueScale"]
+
+
+@dataclass(frozen=True)
+class ValueScale:
+    """One unit :math:`u_k` (a power of two) per input tensor."""
+
+    units: tuple[float, ...]
+
+    @classmethod
+    def of(
+        cls, bounds: tuple[tuple[Tensor, Tensor], ...], inputs: tuple[Tensor, ...]
+    ) -> "ValueScale":
+        """The units of resolved bounds (see :func:`~._boundary.resolve_bounds`);
+        1 for an input whose values would not stay finite in its dtype.
+
+        Example:
+            >>> import torch
+            >>> lo, hi = torch.zeros(2, 1), torch.tensor([[200.0], [300.0]])
+            >>> ValueScale.of(((lo, hi),), (torch.full((2, 1), 50.0),)).units
+            (256.0,)
+        """
+        units = []
+        for (lo, hi), t in zip(bounds, inputs):
+            unit = _unit(lo, hi)
+            largest = float(t.detach().abs().max()) if t.numel() else 0.0
+            if not largest / unit < torch.finfo(t.dtype).max / 4:
+                unit = 1.0
+            units.append(unit)
+        return cls(tuple(units))
+
+    @property
+    def is_identity(self) -> bool:
+        return all(u == 1.0 for u in self.units)
+
+    def encode(self, tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """Values in units: ``t / u`` (exact)."""
+        return tuple(t if u == 1.0 else t / u for t, u in zip(tensors, self.units))
+
+    def decode(
+        self,
+        perturbed: tuple[Tensor, ...],
+        encoded: tuple[Tensor, ...],
+        originals: tuple[Tensor, ...],
+        bounds: tuple[tuple[Tensor, Tensor], ...],
+    ) -> tuple[Tensor, ...]:
+        """The caller's values of working values ``perturbed``: ``z * u``, exactly
+        ``originals`` where ``perturbed`` equals ``encoded`` (the working
+        originals) and within the caller's ``bounds`` (the product is exact
+        except for subnormal working values)."""
+        return tuple(
+            p if u == 1.0 else torch.where(
+                p == e, o, torch.minimum(torch.maximum(p * u, lo), hi)
+            )
+            for p, e, o, (lo, hi), u in zip(perturbed, encoded, originals, bounds, self.units)
+        )
+
+    def encode_bounds(
+        self, bounds: tuple[tuple[Tensor, Tensor], ...]
+    ) -> tuple[tuple[Tensor, Tensor], ...]:
+        return tuple(
+            pair if u == 1.0 else (pair[0] / u, pair[1] / u)
+            for pair, u in zip(bounds, self.units)
+        )
+
+    def forward(self, forward_func: Callable[..., Any]) -> Callable[..., Any]:
+        """``forward_func`` of the working values: the model gets ``u z``."""
+        if self.is_identity:
+            return forward_func
+        count, units = len(self.units), self.units
+
+        def in_caller_units(*args: Any) -> Any:
+            values = tuple(a * u for a, u in zip(args[:count], units))
+            return forward_func(*values, *args[count:])
+
+        return in_caller_units
+
+
+def _unit(low: Tensor, high: Tensor) -> float:
+    """The width of ``[low, high]`` (median over examples of the mean over
+    elements) rounded to a power of two; 1 for zero or non-finite widths."""
+    width = (high - low).double()
+    per_example = width.flatten(1).mean(1) if width.dim() > 1 else width
+    value = float(per_example.median())
+    if not math.isfinite(value) or value <= 0.0:
+        return 1.0
+    return float(2.0 ** round(math.log2(value)))
