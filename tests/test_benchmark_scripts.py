@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -106,3 +107,21 @@ def test_equal_budget_verdict_needs_both_measures(monkeypatch):
     assert verdict(ours, dict(ape_d=0.009, cc=96.0)) == "**MP better on both**"
     assert verdict(ours, dict(ape_d=0.012, cc=96.0)) == "ours: lower APE_D, lower CC"
     assert verdict(ours, dict(ape_d=0.009, cc=90.0)).startswith("**ours: higher APE_D**")
+
+
+def test_input_jitter_shifts_inputs_and_model_alike(image_case, monkeypatch):
+    """The shifted model of the shifted inputs is the model of the inputs (up to
+    rounding), and this method's row runs with the shifted bounds."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from input_jitter import SHIFTS, Shifted, ours, spread
+
+    model, x, truth = image_case
+    assert SHIFTS[0] == 0.0 and max(abs(s) for s in SHIFTS) <= 3e-7
+    for shift in SHIFTS:
+        shifted = Shifted(model, shift).eval()
+        with torch.no_grad():
+            assert torch.allclose(shifted(x + shift), model(x), atol=1e-4)
+    shifted = Shifted(model, 2e-7).eval()
+    masks, j = ours(shifted, x + 2e-7, 2e-7)
+    assert not bool(masks[~truth].any()) and bool((masks.flatten(1).sum(1) > 0).all())
+    assert spread([1.0, 2.0, 3.0], 1) == "2.0 +- 1.0 (1.0-3.0)"
