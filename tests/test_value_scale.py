@@ -116,3 +116,43 @@ def test_mask_rule_works_in_the_inputs_units(image_case):
     with torch.no_grad():
         assert bool((torch.softmax(model(j), 1)[:, 1] < 0.01).all())
     assert bool((j[~truth] == xs[~truth]).all())
+
+
+def test_preserve_mode_is_equivariant_too(image_case):
+    model, x, _ = image_case
+    ref = RegularizedAdversarial(model).attribute(
+        x, target=1, bounds=(0.0, 1.0), mode="preserve", **FAST
+    )
+    scaled_model, xs, _ = _scaled_case(image_case, 0.25)
+    mask = RegularizedAdversarial(scaled_model).attribute(
+        xs, target=1, bounds=(0.0, 0.25), mode="preserve", **FAST
+    )
+    assert torch.equal(mask, ref)
+
+
+def test_tuple_inputs_get_a_unit_each():
+    """An image in [0, 256] and a table in [0, 1]: the same explanation as both in [0, 1]."""
+    from conftest import TupleRegionModel, region_weight
+
+    w_image = region_weight((1, 8, 8), (slice(None), slice(2, 4), slice(2, 4)))
+    w_table = torch.tensor([0.0, 1.0, 0.0])
+    model = TupleRegionModel(w_image, w_table).eval()
+
+    class ImageIn256(torch.nn.Module):
+        def forward(self, image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+            return model(image / 256.0, table)
+
+    g = torch.Generator().manual_seed(0)
+    image = 0.2 * torch.rand(2, 1, 8, 8, generator=g)
+    image[:, :, 2:4, 2:4] = 0.8
+    table = torch.tensor([[0.1, 0.9, 0.2], [0.3, 0.7, 0.1]])
+    ref_masks, ref_j = RegularizedAdversarial(model).attribute(
+        (image, table), target=1, bounds=(0.0, 1.0), return_perturbed=True, **FAST
+    )
+    masks, j = RegularizedAdversarial(ImageIn256().eval()).attribute(
+        (256.0 * image, table), target=1, bounds=[(0.0, 256.0), (0.0, 1.0)],
+        return_perturbed=True, **FAST
+    )
+    assert torch.equal(masks[0], ref_masks[0]) and torch.equal(masks[1], ref_masks[1])
+    assert torch.equal(j[0], 256.0 * ref_j[0]) and torch.equal(j[1], ref_j[1])
+    assert bool(ref_masks[0].any())
