@@ -45,7 +45,7 @@ class ValueScale:
         cls, bounds: tuple[tuple[Tensor, Tensor], ...], inputs: tuple[Tensor, ...]
     ) -> "ValueScale":
         """The units of resolved bounds (see :func:`~._boundary.resolve_bounds`);
-        1 for an input whose values would not stay finite in its dtype.
+        1 for an input whose values would not stay finite, or exact, in its dtype.
 
         Example:
             >>> import torch
@@ -59,6 +59,8 @@ class ValueScale:
             largest = float(t.detach().abs().max()) if t.numel() else 0.0
             if not largest / unit < torch.finfo(t.dtype).max / 4:
                 unit = 1.0
+            elif unit != 1.0 and not torch.equal((t.detach() / unit) * unit, t.detach()):
+                unit = 1.0  # subnormal working values would round: keep the caller's own
             units.append(unit)
         return cls(tuple(units))
 

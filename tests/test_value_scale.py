@@ -156,3 +156,12 @@ def test_tuple_inputs_get_a_unit_each():
     assert torch.equal(masks[0], ref_masks[0]) and torch.equal(masks[1], ref_masks[1])
     assert torch.equal(j[0], 256.0 * ref_j[0]) and torch.equal(j[1], ref_j[1])
     assert bool(ref_masks[0].any())
+
+
+def test_unit_stays_one_where_the_working_values_would_round():
+    # float16: 1.1 / 65536 is subnormal and would come back as another value
+    x = torch.tensor([[1.1, 30000.0]], dtype=torch.float16)
+    bounds = ((torch.zeros(1, 1, dtype=torch.float16), torch.full((1, 1), 60000.0,
+                                                                  dtype=torch.float16)),)
+    assert ValueScale.of(bounds, (x,)).units == (1.0,)
+    assert ValueScale.of(bounds, (x.float(),)).units == (65536.0,)
