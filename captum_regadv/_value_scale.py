@@ -10,7 +10,7 @@ of about 4.5). So the methods work on the inputs divided by a *unit*
 .. math::
 
     u_k = 2^{\operatorname{round}(\log_2 w_k)}, \qquad
-    w_k = \operatorname{median}_n \operatorname{mean}_x \big(\mathrm{hi}_k - \mathrm{lo}_k\big),
+    w_k = \operatorname{median}_n \operatorname{mean}_{x:\ \mathrm{hi} > \mathrm{lo}} \big(\mathrm{hi}_k - \mathrm{lo}_k\big),
 
 and give the model :math:`u_k z` for the working values :math:`z`. A power of
 two makes the division and the product exact in floating point: the model
@@ -112,10 +112,17 @@ class ValueScale:
 
 
 def _unit(low: Tensor, high: Tensor) -> float:
-    """The width of ``[low, high]`` (median over examples of the mean over
-    elements) rounded to a power of two; 1 for zero or non-finite widths."""
+    """The width of ``[low, high]`` (median over examples of the mean over the
+    elements that may change, ``high > low``) rounded to a power of two; 1 for
+    zero or non-finite widths. Frozen elements (``low == high``) do not count:
+    bounds that fix most of an input leave the others their full steps."""
     width = (high - low).double()
-    per_example = width.flatten(1).mean(1) if width.dim() > 1 else width
+    width = width.flatten(1) if width.dim() > 1 else width.view(-1, 1)
+    free = width > 0
+    counts = free.sum(1)
+    if not bool((counts > 0).any()):
+        return 1.0
+    per_example = (width * free).sum(1)[counts > 0] / counts[counts > 0]
     value = float(per_example.median())
     if not math.isfinite(value) or value <= 0.0:
         return 1.0

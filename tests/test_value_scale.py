@@ -165,3 +165,14 @@ def test_unit_stays_one_where_the_working_values_would_round():
                                                                   dtype=torch.float16)),)
     assert ValueScale.of(bounds, (x,)).units == (1.0,)
     assert ValueScale.of(bounds, (x.float(),)).units == (65536.0,)
+
+
+def test_frozen_elements_do_not_shrink_the_unit():
+    """Bounds that fix 90% of the elements (low == high) leave the free ones the
+    unit of their own width, not of the mean over all elements."""
+    x = torch.full((2, 10), 100.0)
+    low, high = x.clone(), x.clone()
+    low[:, 0], high[:, 0] = 0.0, 255.0  # one free element per example
+    assert ValueScale.of(((low, high),), (x,)).units == (256.0,)
+    everything_frozen = ((x.clone(), x.clone()),)
+    assert ValueScale.of(everything_frozen, (x,)).units == (1.0,)
