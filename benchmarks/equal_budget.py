@@ -63,7 +63,7 @@ def _row(name: str, protocol: str, model: Any, x: torch.Tensor, truth: torch.Ten
     )
 
 
-def _mp_map(model: Any, x: torch.Tensor, setting: tuple[str, float, float, float],
+def mp_map(model: Any, x: torch.Tensor, setting: tuple[str, float, float, float],
             steps: int) -> torch.Tensor:
     ref, l1, tv, beta = setting
     sal = MeaningfulPerturbation(model).attribute(
@@ -74,7 +74,7 @@ def _mp_map(model: Any, x: torch.Tensor, setting: tuple[str, float, float, float
     return sal.detach()
 
 
-def _scan(model: Any, x: torch.Tensor, sal: torch.Tensor, rule: Any) -> Any:
+def scan(model: Any, x: torch.Tensor, sal: torch.Tensor, rule: Any) -> Any:
     cuts = default_thresholds(sal, THRESHOLDS, normalize=False)
     return scan_threshold(model, x, sal, target=1, perturb=rule, normalize=False, thresholds=cuts)
 
@@ -100,11 +100,11 @@ def run_domain(dataset: str, n: int, mp_steps: int, device: str) -> list[dict[st
         for steps, label, table1 in ((mp_steps, "calibrated", True),
                                      (equal_steps, "equal budget", False)):
             with count_passes(model) as map_passes:
-                sal = _mp_map(model, x, setting, steps)
-            cal = _scan(model, calib, _mp_map(model, calib, setting, steps), rule)
+                sal = mp_map(model, x, setting, steps)
+            cal = scan(model, calib, mp_map(model, calib, setting, steps), rule)
             if table1:
                 with count_passes(model) as scan_passes:
-                    oracle = _scan(model, x, sal, rule)
+                    oracle = scan(model, x, sal, rule)
                 rows.append(_row(name, f"Table 1: {steps} steps, threshold {oracle.threshold:.3g} "
                                  "scanned on the test images", model, x, gt, oracle.masks,
                                  oracle.perturbed, map_passes + scan_passes))

@@ -29,9 +29,8 @@ from typing import Any, Callable
 import torch
 
 from captum_regadv import RegularizedAdversarial, ape_d, cc_hit_rate
-from captum_regadv.mask_rules import default_thresholds, perturb_within_mask, scan_threshold
-from captum_regadv.meaningful_perturbation import MeaningfulPerturbation
-from equal_budget import SETTINGS
+from captum_regadv.mask_rules import perturb_within_mask
+from equal_budget import RULE_STEPS, SETTINGS, mp_map, scan
 from quality_vs_passes import positives
 
 SHIFTS = (0.0, 1e-7, -1e-7, 2e-7, -2e-7, 3e-7)
@@ -59,19 +58,11 @@ def ours(model: torch.nn.Module, x: torch.Tensor, shift: float) -> tuple[torch.T
 
 def best_mp(setting: tuple[str, float, float, float]) -> Callable[..., Any]:
     def run(model: torch.nn.Module, x: torch.Tensor, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
-        ref, l1, tv, beta = setting
-        sal = MeaningfulPerturbation(model).attribute(
-            x, target=1, reference=ref, l1_weight=l1, tv_weight=tv, tv_beta=beta, steps=150,
-            objective="log_odds",
-        ).detach()
         rule = functools.partial(
-            perturb_within_mask, model, target=1, bounds=(shift, 1.0 + shift), steps=30
+            perturb_within_mask, model, target=1, bounds=(shift, 1.0 + shift), steps=RULE_STEPS
         )
-        scan = scan_threshold(
-            model, x, sal, target=1, perturb=rule, normalize=False,
-            thresholds=default_thresholds(sal, 12, normalize=False),
-        )
-        return scan.masks, scan.perturbed
+        result = scan(model, x, mp_map(model, x, setting, 150), rule)
+        return result.masks, result.perturbed
 
     return run
 
