@@ -24,10 +24,11 @@ import torch
 from torch import nn
 
 import captum_regadv.benchmark.model as benchmark_model
+import captum_regadv.benchmark.network as benchmark_network
 from captum_regadv import RegularizedAdversarial, ape_d, cc_hit_rate, perturb_within_mask
 
 
-class _GapCNN(benchmark_model.BenchmarkCNN):
+class _GapCNN(benchmark_network.BenchmarkCNN):
     """The benchmark CNN with a global average pool."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -43,14 +44,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = benchmark_model.TrainConfig(args.dataset)
-    original = benchmark_model.BenchmarkCNN
-    benchmark_model.BenchmarkCNN = _GapCNN  # type: ignore[misc]
+    original = benchmark_network.BenchmarkCNN  # train_model builds the network it names
+    benchmark_network.BenchmarkCNN = _GapCNN  # type: ignore[misc]
     try:
-        model = benchmark_model.train_model(
+        model = benchmark_network.train_model(
             config.train_data(), epochs=config.resolved_epochs, num_threads=1
         ).eval()
     finally:
-        benchmark_model.BenchmarkCNN = original  # type: ignore[misc]
+        benchmark_network.BenchmarkCNN = original  # type: ignore[misc]
     assert isinstance(model.pool, nn.AdaptiveAvgPool2d)
     val = config.val_data()
     print("GAP model:", benchmark_model.evaluate(model, val))

@@ -9,11 +9,11 @@ explanation of class 1 on a few validation positives is compared with its
 explanation by the trained model: Spearman rank correlation of |attribution|,
 SSIM of the normalised |attribution| and, for binary masks, IoU.
 
-Methods: RegularizedAdversarial (package defaults: ``--ra-steps`` phase-1
-steps, default 200, then phase 2 and the per-example weight search, which
-re-explains with weaker regularisers an image whose class is not destroyed),
+Methods: RegularizedAdversarial (package defaults: 60 phase-1 steps with the
+per-example multiplier, 20 phase-2 steps and the refinement; an image whose
+class survives is reported, not re-run),
 the same with weak regularisation and no phase 2 (sparsity and TV weights 1
-instead of 40 and 120, 200 phase-1 steps: a row that tests the phase-1 masks
+instead of 40 and 120, ``--ra-steps`` (200) phase-1 steps: a row that tests the phase-1 masks
 themselves on models whose outputs are several times less sensitive to the
 input),
 MeaningfulPerturbation
@@ -61,9 +61,7 @@ Explain = Callable[[nn.Module, Tensor, Any], Tensor]
 
 def methods(ra_steps: int, mp_steps: int) -> dict[str, Explain]:
     def ra(model: nn.Module, x: Tensor, target: Any) -> Tensor:
-        mask = RegularizedAdversarial(model).attribute(
-            x, target=target, bounds=(0.0, 1.0), steps=ra_steps
-        )
+        mask = RegularizedAdversarial(model).attribute(x, target=target, bounds=(0.0, 1.0))
         assert isinstance(mask, Tensor)
         return mask
 
@@ -155,7 +153,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=4, help="validation positives (default 4)")
     p.add_argument("--crop", type=int, default=64, help="crop side around the lesion; 0: full image")
     p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
-    p.add_argument("--ra-steps", type=int, default=200)
+    p.add_argument("--ra-steps", type=int, default=200, help="phase-1 steps of the weak row")
     p.add_argument("--mp-steps", type=int, default=150)
     p.add_argument("--threshold", type=float, default=0.5, help="pass: final mean rank correlation below this")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

@@ -111,6 +111,24 @@ def test_regadv_warns_once_when_the_class_cannot_be_destroyed() -> None:
     assert ours[0].filename == __file__  # points at the caller's line
 
 
+def test_regadv_default_never_restarts_a_failure_the_search_would_rerun() -> None:
+    """The trade-off is settled within one run: an example whose class survives
+    costs one explanation and is reported, not explained again with weights
+    ten times smaller; the restart search is opt-in and costs whole runs."""
+    x = _inputs(2)
+    explainer = RegularizedAdversarial(BiasedModel().eval())
+    _, records = _call(explainer.attribute, x, target=1, **FAST)
+    d = explainer.last_diagnostics
+    assert _ours(records, NOT_DESTROYED)
+    assert d.attempts.tolist() == [1, 1] and d.kept_attempt.tolist() == [0, 0]
+    single = d.passes.tolist()
+    assert single == [10 + 4 + 3 * (1 + 5)] * 2 and d.weight_scale.tolist() == [1.0, 1.0]
+    _, records = _call(explainer.attribute, x, target=1, search_steps=2, **FAST)
+    d = explainer.last_diagnostics
+    assert _ours(records, NOT_DESTROYED)  # the search cannot destroy it either
+    assert d.attempts.tolist() == [3, 3] and d.passes.tolist() == [3 * single[0]] * 2
+
+
 def test_regadv_counts_only_the_examples_that_failed(image_case: Any) -> None:
     """Two examples destroyed, one made undestroyable by fixing its bounds to itself."""
     model, x, _ = image_case

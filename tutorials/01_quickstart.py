@@ -163,23 +163,20 @@ print(f"{'CC hit rate %':>15}:", cc_hit_rate(mask, truth).numpy().round(1))
 #
 # Every call records what it did in `explainer.last_diagnostics` (nothing
 # is recomputed to look at it): the forward+backward passes per example,
-# the weight search's attempts (an example still classified after the
-# first explanation is explained again with the regulariser weights times
-# 0.1, then 0.01), and the loss of every example at every step of every
+# phase 1's per-example multiplier on the class term (raised while the
+# class survives), and the loss of every example at every step of every
 # stage. `plot_convergence` draws the losses: phase 1 (eq. 13: the
 # log-odds term plus the sparsity and smoothness terms), phase 2 and the
 # refinement (the log-odds of the class, changing only pixels inside the
-# mask), then any weight-search attempts, in order along the x axis. A
-# line that flattens well before its band ends could have stopped early
-# (`patience`); a line still falling at the end of phase 1 asks for more
-# `steps`.
+# mask), then the attempts of the opt-in weight search, if any, in order
+# along the x axis. A line that flattens well before its band ends could
+# have stopped early (`patience`); a line still falling at the end of
+# phase 1 asks for more `steps`.
 
 # %%
 d = explainer.last_diagnostics
 print("passes per example:        ", d.passes.tolist())
-print("explanations run (attempts):", d.attempts.tolist())
-print("attempt kept:              ", d.kept_attempt.tolist(),
-      " weight scale:", d.weight_scale.tolist())
+print("multiplier on the class:   ", d.multiplier.numpy().round(2))
 print("P(lesion) before / after:  ", d.score_before.numpy().round(3),
       d.score_after.numpy().round(4))
 fig = plot_convergence(d)
