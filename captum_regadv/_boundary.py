@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import sys
 import warnings
 from types import FrameType
@@ -113,17 +114,22 @@ def check_number(
     strict: bool = False,
     integer: bool = False,
 ) -> None:
-    """A finite real (or int) number, at least (or above) ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A finite real (or int) number, at least (or above) ``minimum``; NumPy
+    scalars count (``numpy.int64`` as an int), booleans do not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # NumPy's bool is no Real
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if integer and not isinstance(value, int):
+    if integer and not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        number = math.inf
+    if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {value}")
     if minimum is not None:
-        if strict and not value > minimum:
+        if strict and not number > minimum:
             raise ValueError(f"{name} must be > {minimum}, got {value}")
-        if not strict and not value >= minimum:
+        if not strict and not number >= minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
@@ -155,7 +161,7 @@ def resolve_tv_dims(tv_dims: TvDims, inputs: tuple[Tensor, ...]) -> tuple[tuple[
             f"sequence per input, got {type(tv_dims).__name__}"
         )
     items = list(tv_dims)
-    if all(isinstance(d, int) and not isinstance(d, bool) for d in items):
+    if all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in items):
         per_input: list[Sequence[int]] = [items] * len(inputs)  # type: ignore[list-item]
     elif all(isinstance(d, (tuple, list)) for d in items):
         if len(items) != len(inputs):
@@ -167,16 +173,16 @@ def resolve_tv_dims(tv_dims: TvDims, inputs: tuple[Tensor, ...]) -> tuple[tuple[
         raise TypeError("tv_dims must be None, a sequence of ints, or one such sequence per input")
     out = []
     for k, (dims, t) in enumerate(zip(per_input, inputs)):
-        resolved = []
+        resolved: list[int] = []
         for d in dims:
-            if not isinstance(d, int) or isinstance(d, bool):
+            if not isinstance(d, numbers.Integral) or isinstance(d, bool):
                 raise TypeError(f"tv_dims entries must be ints, got {type(d).__name__}")
             if not -t.dim() <= d < t.dim() or d % t.dim() == 0:
                 raise ValueError(
                     f"tv_dims entry {d} is not a non-batch dimension of input {k} "
                     f"(shape {tuple(t.shape)})"
                 )
-            resolved.append(d % t.dim())
+            resolved.append(int(d) % t.dim())
         out.append(tuple(sorted(set(resolved))))
     return tuple(out)
 

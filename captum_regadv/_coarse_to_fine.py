@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 from typing import Any, Callable
 
@@ -71,7 +72,7 @@ def check_coarse_to_fine(
     factor: Any, inputs: tuple[Tensor, ...], *, mode: str, grouped: bool
 ) -> None:
     """``ValueError``/``TypeError`` naming ``coarse_to_fine`` for an unusable setting."""
-    if isinstance(factor, bool) or not isinstance(factor, int):
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral):
         raise TypeError(f"coarse_to_fine must be None or an int >= 2, got {factor!r}")
     if factor < 2:
         raise ValueError(f"coarse_to_fine must be None or an int >= 2, got {factor}")
@@ -85,7 +86,7 @@ def check_coarse_to_fine(
                 "coarse_to_fine needs N x C x L, N x C x H x W or N x C x D x H x W inputs, "
                 f"got shape {tuple(t.shape)}"
             )
-        if min(t.shape[2:]) < 2 * factor:
+        if min(t.shape[2:]) < 2 * int(factor):
             raise ValueError(
                 f"coarse_to_fine={factor} needs every spatial size >= {2 * factor}, "
                 f"got shape {tuple(t.shape)}"

@@ -18,6 +18,8 @@ total variation over the spatial dimensions, summed over channels:
 
 from __future__ import annotations
 
+import numbers
+
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import numpy as np
@@ -275,7 +277,7 @@ def cc_hit_rate(
     if channel_dim is not None:
         if masks.dim() < 3:
             channel_dim = None
-        elif isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
+        elif isinstance(channel_dim, bool) or not isinstance(channel_dim, numbers.Integral):
             raise TypeError(f"channel_dim must be an int or None, got {type(channel_dim).__name__}")
         elif not 0 < channel_dim < masks.dim():
             raise ValueError(f"channel_dim {channel_dim} is not a non-batch dim of masks")

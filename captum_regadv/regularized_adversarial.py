@@ -431,7 +431,7 @@ class RegularizedAdversarial(MaskAttribution):
             else:
                 masks, perturbed, diagnostics = explain_coarse_to_fine(
                     unit.forward(self.forward_func), model.additional_args, target, score,
-                    model, working, output, value_bounds, settings, factor=coarse_to_fine,
+                    model, working, output, value_bounds, settings, factor=int(coarse_to_fine),
                     search_steps=search if phase2_steps > 0 else 0,
                     search_factor=float(search_factor),
                 )

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
@@ -146,7 +147,7 @@ def _iter_cascade(
     """Yield the cascade one step at a time (at most two copies alive)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int, got {seed!r}")
     names = _cascade_layers(model, layers)
     seeds = _layer_seeds(seed, len(names))

@@ -43,6 +43,7 @@ import numbers
 import warnings
 from typing import Literal, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -162,6 +163,8 @@ def resolve_target(target: TargetType, output: Tensor) -> Tensor:
         )
     n = output.shape[0]
     width = output.dim() - 1
+    if isinstance(target, np.ndarray):  # as a tensor: its dtype and shape are checked below
+        target = torch.as_tensor(target)
     if target is None:
         if output[0].numel() != 1:
             raise ValueError(

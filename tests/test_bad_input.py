@@ -258,3 +258,29 @@ def test_similarity_measures_reject_empty_and_nan_maps(measure):
     nan = torch.full((1, 1, 4, 4), float("nan"))
     with pytest.raises(ValueError, match="NaN"):
         measure(nan, torch.zeros(1, 1, 4, 4))
+
+
+def test_numpy_scalars_are_numbers_and_numpy_targets_are_tensors():
+    """A hyperparameter grid from NumPy (``np.int64`` steps, ``np.float32``
+    weights) gives the same explanation as Python numbers; a NumPy target array
+    is read as a tensor, its dtype checked like one's; NumPy's bool is no number."""
+    model = region_model()
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    plain = dict(steps=4, phase2_steps=3, lr=0.005, sparsity_weight=40.0, refine_rounds=1,
+                 refine_steps=2, dual_warmup=1, coarse_to_fine=None)
+    numpy = dict(steps=np.int64(4), phase2_steps=np.int32(3), lr=np.float32(0.005),
+                 sparsity_weight=np.float64(40.0), refine_rounds=np.int64(1),
+                 refine_steps=np.int16(2), dual_warmup=np.int64(1), coarse_to_fine=None)
+    a = RegularizedAdversarial(model).attribute(x, target=1, **plain)
+    b = RegularizedAdversarial(model).attribute(x, target=np.array([1, 1]), **numpy)
+    assert torch.equal(a, b)
+    j = perturb_within_mask(model, x, torch.ones_like(x), target=np.int64(1), steps=np.int64(2))
+    assert j.shape == x.shape
+    with pytest.raises(TypeError, match="steps must be a number, got bool"):
+        RegularizedAdversarial(model).attribute(x, target=1, steps=np.bool_(True))
+    with pytest.raises(TypeError, match="steps must be an int, got float32"):
+        RegularizedAdversarial(model).attribute(x, target=1, steps=np.float32(4))
+    with pytest.raises(TypeError, match="target tensor must hold integers"):
+        ape_d(model, x, x, target=np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="target has 3 entries"):
+        ape_d(model, x, x, target=np.array([1, 1, 1]))
