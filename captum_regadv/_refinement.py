@@ -35,14 +35,24 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
    lowers the score most is kept, not the smallest.
 3. **Polish**: ``refine_steps`` phase-2 updates of :math:`J` inside the
    pruned mask, so that the next round prunes from a :math:`J` fitted to it.
+4. **Trim** (after the last polish, :func:`trim_small_changes`): the polish
+   lets elements that the attack no longer needs fall back towards
+   :math:`I`, far below the rest of the mask. With the mask's changes
+   :math:`c_1 \ge \dots \ge c_m` (:math:`c = |J - I|`, a group by its
+   mean), the ``TRIM_CUTS`` cuts :math:`s` with the largest ratios
+   :math:`c_s / c_{s+1}` that drop at most ``TRIM_SHARE`` of the mask are
+   candidates "keep the top :math:`s`", scored like the sizes of step 2
+   with the mask as it is; the lowest is kept.
 
 Cost per round and example: one forward+backward pass for the ranking,
 ``refine_steps`` for the polish, ``2 x refine_candidates`` forward passes
-and one more for the loss of the polish's last iterate.
+and one more for the loss of the polish's last iterate; the last round
+scores ``TRIM_CUTS + 1`` fewer fine sizes and spends them on the trim.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -57,7 +67,13 @@ from ._optimization import LoopSettings
 from ._restricted import attack_within_mask
 from .perturbations import gaussian_blur
 
-__all__ = ["Refinement", "candidate_fractions", "need_ranking", "prune_mask", "refine"]
+__all__ = [
+    "Refinement", "candidate_fractions", "need_ranking", "prune_mask", "refine",
+    "trim_small_changes",
+]
+
+#: Cuts the trim scores per example, and the largest share of the mask it may drop.
+TRIM_CUTS, TRIM_SHARE = 2, 0.4
 
 
 @dataclass(frozen=True)
@@ -97,14 +113,17 @@ def refine(
     history: dict[str, Tensor] = {}
     phase1_change = _smooth(tuple((j - o).abs() for j, o in zip(phase1, originals)), dims)
     for round_ in range(rounds):
+        last = round_ == rounds - 1
         need = need_ranking(model, originals, perturbed, dims, loop.batch_size)
         ranking = tuple(a * b for a, b in zip(need, phase1_change))
+        # the last round's trim is paid for with fine sizes
+        fine = len(fractions) - (TRIM_CUTS + 1 if last else 0) if len(fractions) > 1 else 0
         masks, perturbed = prune_mask(
             model, originals, masks, perturbed, ranking=ranking, groups=groups,
-            fractions=fractions, dims=dims, chunk=loop.batch_size, fine=len(fractions),
+            fractions=fractions, dims=dims, chunk=loop.batch_size, fine=max(fine, 0),
         )
         passes += 1
-        forwards += 2 * len(fractions) if len(fractions) > 1 else 1
+        forwards += len(fractions) + max(fine, 0)
         if round_ == rounds - 1 and components:
             masks, perturbed, spent = prune_components(
                 model, originals, masks, perturbed, count=components, dims=dims,
@@ -121,6 +140,11 @@ def refine(
             perturbed = polish.best
             passes += polish.steps_run
             forwards += polish.evaluations
+    if rounds:
+        masks, perturbed, spent = trim_small_changes(
+            model, originals, masks, perturbed, dims=dims, chunk=loop.batch_size, groups=groups,
+        )
+        forwards += spent
     return masks, perturbed, Refinement(passes, forwards, history)
 
 
@@ -215,14 +239,7 @@ def prune_mask(
     one's neighbours in the grid, ``chunk`` (example, candidate) pairs at a
     time (all: ``None``), each one forward pass.
     """
-    change = _unit_values(ranking, groups)
-    inside = _unit_values(tuple(m.to(change.dtype) for m in masks), groups) > 0.5
-    count = inside.sum(1)
-    # inside the mask first, larger changes first; ties keep the element order
-    key = torch.where(inside, change, torch.full_like(change, -1.0))
-    order = torch.sort(key, dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    rank, count, _ = _rank_units(ranking, masks, groups)
     candidates = _Candidates(model, originals, perturbed, rank, dims, chunk, groups)
     kept = torch.stack(
         [torch.ceil(count.to(torch.float64) * q - 1e-9).to(torch.long) for q in fractions], dim=1
@@ -244,6 +261,69 @@ def prune_mask(
         torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals)
     )
     return new_masks, new_perturbed
+
+
+def _rank_units(
+    values: tuple[Tensor, ...], masks: tuple[Tensor, ...], groups: Optional[Groups]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Every unit's rank ``N x U`` (the mask's units first, larger ``values``
+    first; ties keep the element order), the mask's unit count ``(N,)`` and the
+    values sorted that way ``N x U`` (-1 outside the mask)."""
+    change = _unit_values(values, groups)
+    inside = _unit_values(tuple(m.to(change.dtype) for m in masks), groups) > 0.5
+    key = torch.where(inside, change, torch.full_like(change, -1.0))
+    ordered, order = torch.sort(key, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return rank, inside.sum(1), ordered
+
+
+def trim_small_changes(
+    model: ScoredModel,
+    originals: tuple[Tensor, ...],
+    masks: tuple[Tensor, ...],
+    perturbed: tuple[Tensor, ...],
+    *,
+    dims: tuple[tuple[int, ...], ...],
+    chunk: Optional[int],
+    groups: Optional[Groups] = None,
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+    r"""Step 4 of the module: keep the top :math:`s` units by :math:`|J - I|` for
+    the ``TRIM_CUTS`` cuts with the largest ratios :math:`c_s / c_{s+1}` that
+    drop at most ``TRIM_SHARE`` of the mask, or the mask as it is, whichever
+    has the lowest APE_D terms. Returns the masks, ``J`` and the forward passes
+    per example ``(N,)``: ``TRIM_CUTS + 1`` where a cut exists, else 0."""
+    change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
+    rank, count, ordered = _rank_units(change, masks, groups)
+    n, units = ordered.shape
+    forwards = torch.zeros(n, dtype=torch.long, device=count.device)
+    if units < 2:
+        return masks, perturbed, forwards
+    logs = ordered.double().clamp_min(torch.finfo(torch.float64).tiny).log()
+    ratios = logs[:, :-1] - logs[:, 1:]  # column s - 1: keep s, drop from s + 1 on
+    keep_sizes = torch.arange(1, units, device=count.device)
+    smallest = torch.ceil((1 - TRIM_SHARE) * count.double()).long().clamp(min=1)
+    moved = (ordered > 0).sum(1)  # cuts among changed units (J = I ones go with any cut)
+    allowed = (keep_sizes >= smallest[:, None]) & (keep_sizes < moved[:, None])
+    ratios = torch.where(allowed, ratios, torch.full_like(ratios, -math.inf))
+    best, where = torch.topk(ratios, min(TRIM_CUTS, units - 1), dim=1)
+    cut = torch.where(torch.isfinite(best), where + 1, count[:, None])
+    rows = torch.nonzero(torch.isfinite(best).any(1)).flatten()
+    if rows.numel() == 0:
+        return masks, perturbed, forwards
+    kept = torch.cat([count[rows, None], cut[rows]], dim=1)
+    sub = tuple(t[rows] for t in originals)
+    candidates = _Candidates(
+        model.subset(rows), sub, tuple(p[rows] for p in perturbed), rank[rows], dims, chunk,
+        None if groups is None else groups.rows(rows),
+    )
+    pick = candidates.score(kept).argmin(1, keepdim=True)
+    keep = rank < count[:, None]
+    keep[rows] = rank[rows] < kept.gather(1, pick)
+    forwards[rows] = kept.shape[1]
+    new_masks = _unit_to_elements(keep, originals, groups)
+    new_perturbed = tuple(torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals))
+    return new_masks, new_perturbed, forwards
 
 
 class _Candidates:

@@ -8,7 +8,12 @@ from hypothesis import strategies as st
 
 from captum_regadv import RegularizedAdversarial
 from captum_regadv._forward import ScoredModel
-from captum_regadv._refinement import candidate_fractions, prune_mask
+from captum_regadv._refinement import (
+    TRIM_SHARE,
+    candidate_fractions,
+    prune_mask,
+    trim_small_changes,
+)
 
 from conftest import RegionModel, region_weight
 
@@ -53,6 +58,82 @@ def test_refinement_drops_a_ring_the_attack_does_not_need() -> None:
     (mask,), (refined,) = prune_mask(scored, (x,), (ring,), (j,), chunk=5, fine=8, **kwargs)
     assert torch.equal(mask, truth)
     assert torch.equal(refined, torch.where(truth, j, x))
+
+
+def _patch_with_halo(halo_change: float) -> tuple:
+    """The patch darkened to 0 and the 3 pixels right of it moved by
+    ``halo_change``, all in the mask: a polished ``J`` whose halo the attack
+    no longer needs (the patch model ignores it)."""
+    model, x, truth = _patch_case(2)
+    halo = torch.zeros_like(truth)
+    halo[:, :, 6:9, 9] = True
+    mask = truth | halo
+    j = torch.where(truth, torch.zeros_like(x), x)
+    j = torch.where(halo, (x + halo_change).clamp(max=1.0), j)
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    return scored, x, truth, mask, j
+
+
+def test_trim_drops_a_halo_of_small_changes_and_says_what_it_cost() -> None:
+    scored, x, truth, mask, j = _patch_with_halo(0.05)
+    (trimmed,), (jt,), forwards = trim_small_changes(
+        scored, (x,), (mask,), (j,), dims=((2, 3),), chunk=None
+    )
+    assert torch.equal(trimmed, truth)  # the largest ratio of changes: patch | halo
+    assert torch.equal(jt, torch.where(truth, j, x))
+    assert forwards.tolist() == [3, 3]  # the mask as it is and two cuts
+
+
+def test_trim_keeps_small_changes_the_class_needs() -> None:
+    """Class-1 logit 10 (sum_patch x + 20 sum_halo x - 22.7): 25 at I; darkening
+    the 3 halo pixels by 0.05 each gives -5, two of them +5. Every cut leaves
+    the class standing, so the trim keeps the whole (small-change) mask."""
+    weight = region_weight((1, 16, 16), PATCH)
+    weight[:, 6:9, 9] = 20.0
+    model = RegionModel(weight, scale=10.0, bias=22.7).eval()
+    x = torch.full((1, 1, 16, 16), 0.3)
+    x[(slice(None),) + PATCH] = 0.8
+    halo = torch.zeros_like(x, dtype=torch.bool)
+    halo[:, :, 6:9, 9] = True
+    j = x.clone()
+    j[:, :, 6:9, 9] = x[:, :, 6:9, 9] - torch.tensor([0.06, 0.05, 0.04])
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    assert float(torch.softmax(model(j), 1)[0, 1]) < 0.01
+    (kept,), (jk,), forwards = trim_small_changes(
+        scored, (x,), (halo,), (j,), dims=((2, 3),), chunk=None
+    )
+    assert torch.equal(kept, halo) and torch.equal(jk, j) and forwards.tolist() == [3]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0.001, 1.0), min_size=1, max_size=30), st.integers(0, 2**31 - 1))
+def test_trim_drops_at_most_its_share_and_never_scores_worse(changes, seed) -> None:
+    """Whatever the changes, the trimmed mask keeps the top of the ranking by
+    |J - I|, at least 1 - TRIM_SHARE of the units, and APE_D terms no higher."""
+    from captum_regadv._components import score_masks
+
+    g = torch.Generator().manual_seed(seed)
+    m = len(changes)
+    model = RegionModel(torch.randn(40, generator=g), scale=1.0, bias=0.0).eval()
+    x = 0.5 * torch.ones(1, 40)
+    mask = torch.zeros(1, 40, dtype=torch.bool)
+    mask[0, :m] = True
+    j = x.clone()
+    j[0, :m] = 0.5 - 0.5 * torch.tensor(changes)
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    (trimmed,), (jt,), forwards = trim_small_changes(scored, (x,), (mask,), (j,), dims=((),),
+                                                     chunk=None)
+    kept = int(trimmed.sum())
+    assert kept >= min(m, max(1, -(-(1 - TRIM_SHARE) * m // 1)))
+    assert bool((trimmed <= mask).all()) and forwards.item() in (0, 3)
+    dropped = (mask & ~trimmed)[0, :m]
+    if dropped.any():  # only units whose change is below every kept one's
+        assert float((j - x).abs()[0, :m][dropped].max()) <= float(
+            (j - x).abs()[0, :m][trimmed[0, :m]].min())
+    rows = torch.zeros(1, dtype=torch.long)
+    before = score_masks(scored, (x,), (j,), rows, (mask,), ((),), None)
+    after = score_masks(scored, (x,), (jt,), rows, (trimmed,), ((),), None)
+    assert float(after) <= float(before)
 
 
 def test_refinement_keeps_the_whole_mask_when_every_part_is_needed() -> None:
@@ -122,9 +203,9 @@ def test_candidate_fractions_decrease_from_one(count: int, smallest: float) -> N
 
 def test_diagnostics_count_every_pass_of_the_default_schedule() -> None:
     """60 + 20 + 3 x (1 ranking + 5 polish) = 98 forward+backward passes and
-    3 x 16 candidates + the final loss of the 5 stages + 2 scores = 55 forward
-    passes per example (the one-part mask gives component pruning nothing to
-    score); one loss history per
+    16 + 16 + 13 candidates + 3 for the trim + the final loss of the 5 stages
+    + 2 scores = 55 forward passes per example (the one-part mask gives
+    component pruning nothing to score); one loss history per
     stage. The regulariser weights alone leave the patch model's class
     standing: the default per-example multiplier destroys it within the one
     run (multiplier > 1), where the restart weight search needs a second
@@ -140,7 +221,8 @@ def test_diagnostics_count_every_pass_of_the_default_schedule() -> None:
     explainer.attribute(x, target=1, bounds=(0, 1), dual_step=1.0, search_steps=2)
     d = explainer.last_diagnostics
     assert d.attempts.tolist() == [2, 2] and d.kept_attempt.tolist() == [1, 1]
-    assert d.passes.tolist() == [196, 196] and d.forward_passes.tolist() == [109, 109]
+    # 55 + 54 (one score fewer), less the 3 of a trim that found no cut in one attempt
+    assert d.passes.tolist() == [196, 196] and d.forward_passes.tolist() == [106, 106]
     assert len(d.losses) == 2 and d.multiplier.tolist() == [1.0, 1.0]
     explainer.attribute(x, target=1, bounds=(0, 1), search_steps=0)
     d = explainer.last_diagnostics

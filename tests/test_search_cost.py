@@ -27,9 +27,10 @@ def test_passes_count_every_attempt():
     assert d.attempts.tolist() == [3, 3]
     # per attempt: 6 + 3 steps, 3 refinement rounds x (1 ranking pass + 2 steps)
     assert d.passes.tolist() == [3 * (6 + 3 + 3 * (1 + 2))] * 2
-    # per attempt: 3 rounds x (4 coarse + 4 fine candidates), the final loss of its 5
-    # stages (phase 1, phase 2, 3 polishes) and one score; and M(I)
-    assert d.forward_passes.tolist() == [3 * (3 * 8 + 5 + 1) + 1] * 2
+    # per attempt: 3 rounds x 4 coarse candidates, 4 + 4 + 1 fine ones (the last
+    # round's other 3 pay for the trim, which has no cut in an empty mask), the
+    # final loss of its 5 stages (phase 1, phase 2, 3 polishes) and one score; and M(I)
+    assert d.forward_passes.tolist() == [3 * (3 * 4 + 9 + 5 + 1) + 1] * 2
     assert [set(attempt) for attempt in d.losses] == [
         {"phase 1", "phase 2", "refinement 1", "refinement 2", "refinement 3"}] * 3
 
