@@ -44,7 +44,7 @@ from torch import Tensor
 from ._forward import ScoredModel
 from ._outcome import DESTROYED
 
-__all__ = ["UNDESTROYED", "prune_components", "score_masks"]
+__all__ = ["UNDESTROYED", "component_labels", "prune_components", "score_masks"]
 
 #: Added to the score of a candidate that does not destroy the class; above
 #: any destroying candidate's APE_D terms (at most 1 + the number of spatial
@@ -129,6 +129,36 @@ def _components(
                 part = part.unsqueeze(a)
             found.append((k, part.expand_as(mask) & mask))
     return found
+
+
+def component_labels(
+    masks: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...]
+) -> tuple[Tensor, ...]:
+    """Per input, the id (1, 2, ...) of the connected component of every mask
+    element, unique over the batch and the inputs, 0 outside the mask (``long``,
+    shaped like the mask). Components as in :func:`prune_components`; an input
+    without spatial dims counts each example's mask as one component.
+
+    Example:
+        >>> m = torch.tensor([[[[True, False, True], [True, False, False]]]])
+        >>> component_labels((m,), ((2, 3),))[0].tolist()
+        [[[[1, 0, 2], [1, 0, 0]]]]
+    """
+    out: list[Tensor] = []
+    offset = 0
+    for m, d in zip(masks, dims):
+        labels = torch.zeros(m.shape, dtype=torch.long, device=m.device)
+        for example in range(m.shape[0]):
+            if not d:
+                labels[example] = m[example].long() * (offset + 1)
+                offset += 1
+                continue
+            parts = _components((m,), (d,), example)
+            for k, (_, part) in enumerate(parts):
+                labels[example][part] = offset + k + 1
+            offset += len(parts)
+        out.append(labels)
+    return tuple(out)
 
 
 def prune_components(

@@ -19,7 +19,8 @@ from ._groups import Groups
 from ._objectives import Mode, Objective, project_into, reference_value
 from ._optimization import LoopSettings, minimize_per_example
 from ._phase1_loss import Phase1Loss, support
-from ._refinement import refine
+from ._refinement import refine, smooth_over_space
+from ._shrinking import attack_while_shrinking
 from ._restricted import attack_within_mask
 
 __all__ = ["PhaseSettings", "Explanation", "explain_once"]
@@ -48,6 +49,7 @@ class PhaseSettings:
     dual_step: float = 1.0
     dual_warmup: int = 0
     refine_components: int = 0
+    shrink_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -111,14 +113,30 @@ def explain_once(
             masks, perturbed, steps_run, forward_passes, history, phase1_loss.multiplier
         )
     from_phase1 = s.mode == "preserve" or s.phase2_start == "phase1"
-    phase2 = attack_within_mask(
-        model, originals, masks, bounds, s.phase2, mode=s.mode, objective=s.objective,
-        reference=reference, start=phase1.best if from_phase1 else None,
-        progress=bar("phase 2"),
-    )
-    history["phase 2"] = phase2.history
-    perturbed, steps_run = phase2.best, steps_run + phase2.steps_run
-    forward_passes = forward_passes + phase2.evaluations
+    shrinking = s.shrink_rate > 0 and s.mode == "destroy" and model.score != "identity"
+    if shrinking:
+        phase1_change = smooth_over_space(
+            tuple((j - o).abs() for j, o in zip(phase1.best, originals)), s.dims
+        )
+        shrunk = attack_while_shrinking(
+            model, originals, masks, phase1.best if from_phase1 else originals, bounds,
+            s.phase2, rate=s.shrink_rate, weight=phase1_change,
+            smooth=lambda v: smooth_over_space(v, s.dims), dims=s.dims, groups=s.groups,
+            objective=s.objective, progress=bar("phase 2"),
+        )
+        masks, perturbed, phase2_history = shrunk.masks, shrunk.best, shrunk.history
+        phase2_steps, phase2_evaluations = shrunk.steps_run, shrunk.evaluations
+    else:
+        phase2 = attack_within_mask(
+            model, originals, masks, bounds, s.phase2, mode=s.mode, objective=s.objective,
+            reference=reference, start=phase1.best if from_phase1 else None,
+            progress=bar("phase 2"),
+        )
+        perturbed, phase2_history = phase2.best, phase2.history
+        phase2_steps, phase2_evaluations = phase2.steps_run, phase2.evaluations
+    history["phase 2"] = phase2_history
+    steps_run = steps_run + phase2_steps
+    forward_passes = forward_passes + phase2_evaluations
     if s.refine_fractions and s.refine_rounds and s.mode == "destroy" and (
         model.score != "identity"
     ):

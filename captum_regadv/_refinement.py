@@ -69,7 +69,7 @@ from .perturbations import gaussian_blur
 
 __all__ = [
     "Refinement", "candidate_fractions", "need_ranking", "prune_mask", "refine",
-    "trim_small_changes",
+    "smooth_over_space", "trim_small_changes",
 ]
 
 #: Cuts the trim scores per example, and the largest share of the mask it may drop.
@@ -111,7 +111,7 @@ def refine(
     passes = torch.zeros(n, dtype=torch.long, device=device)
     forwards = torch.zeros_like(passes)
     history: dict[str, Tensor] = {}
-    phase1_change = _smooth(tuple((j - o).abs() for j, o in zip(phase1, originals)), dims)
+    phase1_change = smooth_over_space(tuple((j - o).abs() for j, o in zip(phase1, originals)), dims)
     for round_ in range(rounds):
         last = round_ == rounds - 1
         need = need_ranking(model, originals, perturbed, dims, loop.batch_size)
@@ -148,7 +148,7 @@ def refine(
     return masks, perturbed, Refinement(passes, forwards, history)
 
 
-def _smooth(values: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...]) -> tuple[Tensor, ...]:
+def smooth_over_space(values: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...]) -> tuple[Tensor, ...]:
     """Gaussian blur (sigma 1) over each input's spatial dims (none: unchanged)."""
     return tuple(gaussian_blur(v, 1.0, d) if d else v for v, d in zip(values, dims))
 
@@ -179,7 +179,7 @@ def need_ranking(
             for g, o, p in zip(grads, originals, params)
         ))
     need = tuple(torch.cat(column) for column in zip(*parts))
-    return _smooth(need, dims)
+    return smooth_over_space(need, dims)
 
 
 def candidate_fractions(count: int, smallest: float) -> tuple[float, ...]:

@@ -98,6 +98,7 @@ def prepare_call(
     refine_smallest: float,
     refine_steps: int,
     refine_components: int,
+    shrink_rate: float,
     optimizer: Optional[OptimizerClass],
     bounds: Bounds,
     score: Score,
@@ -140,6 +141,9 @@ def prepare_call(
         raise ValueError(f"refine_smallest must be <= 1, got {refine_smallest}")
     check_number(refine_steps, "refine_steps", minimum=0, integer=True)
     check_number(refine_components, "refine_components", minimum=0, integer=True)
+    check_number(shrink_rate, "shrink_rate", minimum=0.0)
+    if shrink_rate >= 1:
+        raise ValueError(f"shrink_rate must be < 1, got {shrink_rate}")
     check_number(dual_step, "dual_step", minimum=1.0)
     if dual_warmup is not None:
         check_number(dual_warmup, "dual_warmup", minimum=0, integer=True)
@@ -185,6 +189,7 @@ def prepare_call(
         dual_step=float(dual_step),
         dual_warmup=steps // 3 if dual_warmup is None else int(dual_warmup),
         refine_components=refine_components,
+        shrink_rate=float(shrink_rate),
     )
     return CallSettings(settings=settings, bounds=value_bounds, groups=groups)
 

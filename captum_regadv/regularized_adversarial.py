@@ -139,6 +139,7 @@ class RegularizedAdversarial(MaskAttribution):
         refine_smallest: float = 0.05,
         refine_steps: int = 5,
         refine_components: int = 8,
+        shrink_rate: float = 0.03,
         optimizer: Optional[OptimizerClass] = None,
         bounds: Bounds = None,
         score: Score = "auto",
@@ -174,7 +175,7 @@ class RegularizedAdversarial(MaskAttribution):
           ``coarse_to_fine``;
         * **refinement** (beyond the paper): ``refine_rounds``,
           ``refine_candidates``, ``refine_smallest``, ``refine_steps``,
-          ``refine_components``;
+          ``refine_components``, ``shrink_rate``;
         * **weight handling**, the per-example multiplier and the opt-in
           restart search: ``dual_step``, ``dual_warmup``, ``search_steps``,
           ``search_factor``;
@@ -321,6 +322,13 @@ class RegularizedAdversarial(MaskAttribution):
                 lowest APE_D terms are kept (:mod:`captum_regadv._components`):
                 drops fragments the attack does not need. Default 8; 0
                 disables it.
+            shrink_rate: in destroy mode, on every phase-2 step on which the
+                class is destroyed, this share of the mask's units (those the
+                attack needs least, ranked as in the refinement) is reset to
+                the input and the next steps re-optimise ``J`` in the smaller
+                mask; the iterate with the lowest APE_D terms is kept
+                (:mod:`captum_regadv._shrinking`). No extra model pass.
+                In [0, 1); default 0.03; 0 disables it.
 
         Weight handling options:
             dual_step: the per-example multiplier :math:`\lambda` on phase 1's
@@ -401,7 +409,7 @@ class RegularizedAdversarial(MaskAttribution):
             phase2_steps=phase2_steps, lr=lr, phase2_lr=phase2_lr, phase2_start=phase2_start,
             refine_rounds=refine_rounds, refine_candidates=refine_candidates,
             refine_smallest=refine_smallest, refine_steps=refine_steps,
-            refine_components=refine_components, optimizer=optimizer,
+            refine_components=refine_components, shrink_rate=shrink_rate, optimizer=optimizer,
             bounds=bounds, score=score, objective=objective, tv_dims=tv_dims, mode=mode,
             dual_step=dual_step, dual_warmup=dual_warmup,
             search_steps=search_steps, search_factor=search_factor, patience=patience,
