@@ -20,7 +20,6 @@ data and models nothing was tuned on); ``volumes`` is the 3-D MONAI benchmark.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from typing import Any
@@ -30,6 +29,7 @@ import torch
 from captum_regadv import RegularizedAdversarial, ape_d, cc_hit_rate
 from captum_regadv.benchmark.evaluation import predict_proba
 from captum_regadv.benchmark.scoring import missed_components
+from _common import parser, setup
 from input_jitter import Shifted
 from quality_vs_passes import positives
 
@@ -64,15 +64,12 @@ def run(model: torch.nn.Module, x: torch.Tensor, truth: torch.Tensor, shift: flo
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", default=["lesions:16:0", "shapes:16:0", "shortcut:16:0"])
     p.add_argument("--rates", nargs="+", type=float, default=[0.0, 0.03])
     p.add_argument("--shifts", nargs="+", type=float, default=[0.0, 1e-7, -1e-7])
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = setup(args)
     print("| set | shrink_rate | APE_D (mean; per shift) | CC hit % (mean; per shift) "
           "| components outside GT | mask area % | fwd+bwd, fwd / example |")
     print("|---|---|---|---|---|---|---|")
@@ -82,7 +79,7 @@ def main() -> None:
             model, x, truth = volume_positives(int(n), int(seed))
         else:
             model, x, truth = positives(domain, int(n), int(seed))
-        model, x, truth = model.to(args.device), x.to(args.device), truth.to(args.device)
+        model, x, truth = model.to(device), x.to(device), truth.to(device)
         for rate in args.rates:
             start = time.perf_counter()
             rows = [run(model, x, truth, s, rate) for s in args.shifts]
