@@ -46,6 +46,8 @@ _METHOD_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
      "rounds of the refinement (rank, prune, polish); 0 switches it off"),
     ("--refine-steps", "refine_steps", "nonnegative_int", "N",
      "phase-2 updates inside the pruned mask per refinement round"),
+    ("--shrink-rate", "shrink_rate", "fraction", "X",
+     "share of the mask released per destroyed phase-2 step; 0 switches it off"),
     ("--patience", "patience", "positive_int", "N",
      "per-example early stopping after N steps without improvement"),
     ("--search-steps", "search_steps", "nonnegative_int", "N",
@@ -80,11 +82,20 @@ def _number(kind: Callable[[str], float], minimum: float, strict: bool) -> Calla
     return parse
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    value = float(_number(float, 0.0, strict=False)(text))
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be < 1, got {text}")
+    return value
+
+
 _NUMBER_TYPES: dict[str, Callable[[str], Any]] = {
     "positive_int": _number(int, 0, strict=True),
     "nonnegative_int": _number(int, 0, strict=False),
     "positive_float": _number(float, 0.0, strict=True),
     "nonnegative_float": _number(float, 0.0, strict=False),
+    "fraction": _fraction,
 }
 _positive_int = _NUMBER_TYPES["positive_int"]
 

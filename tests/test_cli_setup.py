@@ -151,6 +151,24 @@ def test_search_steps_option(
                      "--search-steps", "-1", str(tmp_path)]) == 2
 
 
+def test_shrink_rate_option(
+    tmp_path: Path, model_file: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["explain", "--help"]) == 0
+    assert "--shrink-rate" in capsys.readouterr().out
+    from captum_regadv import dataset_run
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(dataset_run, "run_explain", lambda c: seen.update(c.method) or 0)
+    assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path),
+                     "--shrink-rate", "0", str(tmp_path)]) == 0
+    assert seen == {"shrink_rate": 0.0}
+    for bad in ("1", "-0.1", "nan"):
+        assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path),
+                         "--shrink-rate", bad, str(tmp_path)]) == 2
+
+
 # --------------------------------------------------------------------------- the output folder
 
 
