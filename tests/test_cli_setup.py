@@ -134,39 +134,26 @@ def test_non_finite_numbers_are_usage_errors(
     assert not out.exists()
 
 
-def test_search_steps_option(
-    tmp_path: Path, model_file: str, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize("flag, key, good, value, bad", [
+    ("--search-steps", "search_steps", "0", 0, ("-1",)),
+    ("--shrink-rate", "shrink_rate", "0", 0.0, ("1", "-0.1", "nan")),
+])
+def test_method_option_reaches_the_run(
+    flag: str, key: str, good: str, value: Any, bad: tuple[str, ...], tmp_path: Path,
+    model_file: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert cli.main(["explain", "--help"]) == 0
-    assert "--search-steps" in capsys.readouterr().out
+    assert flag in capsys.readouterr().out
     from captum_regadv import dataset_run
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(dataset_run, "run_explain", lambda c: seen.update(c.method) or 0)
     assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path),
-                     "--search-steps", "0", str(tmp_path)]) == 0
-    assert seen == {"search_steps": 0}
-    assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path),
-                     "--search-steps", "-1", str(tmp_path)]) == 2
-
-
-def test_shrink_rate_option(
-    tmp_path: Path, model_file: str, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert cli.main(["explain", "--help"]) == 0
-    assert "--shrink-rate" in capsys.readouterr().out
-    from captum_regadv import dataset_run
-
-    seen: dict[str, Any] = {}
-    monkeypatch.setattr(dataset_run, "run_explain", lambda c: seen.update(c.method) or 0)
-    assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path),
-                     "--shrink-rate", "0", str(tmp_path)]) == 0
-    assert seen == {"shrink_rate": 0.0}
-    for bad in ("1", "-0.1", "nan"):
+                     flag, good, str(tmp_path)]) == 0
+    assert seen == {key: value}
+    for text in bad:
         assert cli.main(["explain", "--model", model_file, "--out", str(tmp_path),
-                         "--shrink-rate", bad, str(tmp_path)]) == 2
+                         flag, text, str(tmp_path)]) == 2
 
 
 # --------------------------------------------------------------------------- the output folder
