@@ -44,7 +44,10 @@ from torch import Tensor
 from ._forward import ScoredModel
 from ._outcome import DESTROYED
 
-__all__ = ["UNDESTROYED", "component_labels", "prune_components", "score_masks"]
+__all__ = [
+    "UNDESTROYED", "ape_terms", "change_size", "component_labels", "prune_components",
+    "score_masks",
+]
 
 #: Added to the score of a candidate that does not destroy the class; above
 #: any destroying candidate's APE_D terms (at most 1 + the number of spatial
@@ -81,20 +84,35 @@ def score_masks(
         candidates = tuple(
             torch.where(c, p[sel], o[sel]) for c, p, o in zip(changed, perturbed, originals)
         )
-        sizes = torch.stack([
-            c.flatten(1).sum(1) + _binary_variation(c, d) for c, d in zip(changed, dims)
-        ]).sum(0)
         sub = model.subset(sel)
         local = torch.arange(sel.numel(), device=sel.device)
         with torch.no_grad():
             score = sub.score_of(sub.output(candidates, local), local)
-        value = sizes.to(score.dtype) / n_elements + score
-        if model.score != "identity":
-            # destroyed first: a candidate that leaves the class standing ranks
-            # after every one that destroys it, by its score alone
-            value = torch.where(score < DESTROYED, value, UNDESTROYED + score)
-        values[start:stop] = value.to(torch.float64)
+        values[start:stop] = ape_terms(
+            change_size(changed, dims), n_elements, score, destroyed_first=model.score != "identity"
+        )
     return torch.where(torch.isfinite(values), values, torch.full_like(values, math.inf))
+
+
+def change_size(changed: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...]) -> Tensor:
+    """:math:`L_0 + TV` of the binary change ``changed`` (boolean, one tensor per
+    input), summed over the inputs: ``(N,)`` integer counts."""
+    return torch.stack(
+        [c.flatten(1).sum(1) + _binary_variation(c, d) for c, d in zip(changed, dims)]
+    ).sum(0)
+
+
+def ape_terms(
+    sizes: Tensor, n_elements: int, score: Tensor, *, destroyed_first: bool
+) -> Tensor:
+    """APE_D terms ``sizes / n_elements + score`` (float64); with
+    ``destroyed_first``, :data:`UNDESTROYED` plus the score where the class
+    stands (score >= 0.5): such a candidate ranks after every one that
+    destroys the class, by its score alone."""
+    value = (sizes.to(score.dtype) / n_elements + score).to(torch.float64)
+    if destroyed_first:
+        value = torch.where(score < DESTROYED, value, UNDESTROYED + score.to(torch.float64))
+    return value
 
 
 def _binary_variation(changed: Tensor, dims: tuple[int, ...]) -> Tensor:

@@ -113,15 +113,14 @@ def explain_once(
             masks, perturbed, steps_run, forward_passes, history, phase1_loss.multiplier
         )
     from_phase1 = s.mode == "preserve" or s.phase2_start == "phase1"
-    shrinking = s.shrink_rate > 0 and s.mode == "destroy" and model.score != "identity"
-    if shrinking:
-        phase1_change = smooth_over_space(
-            tuple((j - o).abs() for j, o in zip(phase1.best, originals)), s.dims
-        )
+    # phase 1's smoothed change weighs the shrinking's and the refinement's rankings
+    phase1_change = smooth_over_space(
+        tuple((j - o).abs() for j, o in zip(phase1.best, originals)), s.dims
+    )
+    if s.shrink_rate > 0 and s.mode == "destroy" and model.score != "identity":
         shrunk = attack_while_shrinking(
             model, originals, masks, phase1.best if from_phase1 else originals, bounds,
-            s.phase2, rate=s.shrink_rate, weight=phase1_change,
-            smooth=lambda v: smooth_over_space(v, s.dims), dims=s.dims, groups=s.groups,
+            s.phase2, rate=s.shrink_rate, weight=phase1_change, dims=s.dims, groups=s.groups,
             objective=s.objective, progress=bar("phase 2"),
         )
         masks, perturbed, phase2_history = shrunk.masks, shrunk.best, shrunk.history
@@ -141,7 +140,7 @@ def explain_once(
         model.score != "identity"
     ):
         masks, perturbed, refined = refine(
-            model, originals, phase1.best, masks, perturbed, bounds,
+            model, originals, phase1_change, masks, perturbed, bounds,
             fractions=s.refine_fractions, rounds=s.refine_rounds,
             loop=dataclasses.replace(s.phase2, steps=s.refine_steps),
             dims=s.dims, groups=s.groups, objective=s.objective, progress=bar("refinement"),

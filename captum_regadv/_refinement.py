@@ -89,7 +89,7 @@ class Refinement:
 def refine(
     model: ScoredModel,
     originals: tuple[Tensor, ...],
-    phase1: tuple[Tensor, ...],
+    phase1_change: tuple[Tensor, ...],
     masks: tuple[Tensor, ...],
     perturbed: tuple[Tensor, ...],
     bounds: tuple[tuple[Tensor, Tensor], ...],
@@ -104,14 +104,14 @@ def refine(
     components: int = 0,
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Refinement]:
     """``rounds`` rounds of rank, prune, polish (destroy mode); see the module.
-    The last round also prunes components (:mod:`captum_regadv._components`,
+    ``phase1_change``: :math:`G[|J_1 - I|]`, phase 1's smoothed change. The
+    last round also prunes components (:mod:`captum_regadv._components`,
     ``components`` of them at most) before its polish."""
     n = originals[0].shape[0]
     device = originals[0].device
     passes = torch.zeros(n, dtype=torch.long, device=device)
     forwards = torch.zeros_like(passes)
     history: dict[str, Tensor] = {}
-    phase1_change = smooth_over_space(tuple((j - o).abs() for j, o in zip(phase1, originals)), dims)
     for round_ in range(rounds):
         last = round_ == rounds - 1
         need = need_ranking(model, originals, perturbed, dims, loop.batch_size)

@@ -41,27 +41,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._boundary import bound_rows
-from ._components import UNDESTROYED, _binary_variation, component_labels
+from ._components import ape_terms, change_size, component_labels
 from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Objective, classification_term, project_into
 from ._optimization import LoopSettings
 from ._outcome import DESTROYED
-from ._refinement import _unit_to_elements, _unit_values
+from ._refinement import _unit_to_elements, _unit_values, smooth_over_space
 
 __all__ = [
     "ShrinkResult", "attack_while_shrinking", "release_least_needed", "share_of_component_peak",
 ]
-
-Smoother = Callable[[tuple[Tensor, ...]], tuple[Tensor, ...]]
-
 
 @dataclass(frozen=True)
 class ShrinkResult:
@@ -129,9 +126,7 @@ def share_of_component_peak(
 
 def _mask_units(masks: tuple[Tensor, ...], groups: Optional[Groups]) -> Tensor:
     """Units of each example's mask ``(N,)``."""
-    if groups is None:
-        return sum(m.flatten(1).sum(1) for m in masks)  # type: ignore[return-value]
-    return (groups.mean(tuple(m.float() for m in masks)) > 0.5).sum(1)
+    return (_unit_values(tuple(m.float() for m in masks), groups) > 0.5).sum(1)
 
 
 def attack_while_shrinking(
@@ -144,7 +139,6 @@ def attack_while_shrinking(
     *,
     rate: float,
     weight: tuple[Tensor, ...],
-    smooth: Smoother,
     dims: tuple[tuple[int, ...], ...],
     groups: Optional[Groups],
     objective: Objective,
@@ -153,7 +147,7 @@ def attack_while_shrinking(
     """Phase 2 in destroy mode with the mask shrinking at ``rate`` (see the module).
 
     ``masks``: phase 1's boolean masks; ``start``: phase 1's ``J``; ``weight``:
-    phase 1's smoothed change; ``smooth``: the Gaussian over the spatial dims.
+    phase 1's smoothed change.
     Examples run ``loop.batch_size`` at a time; with ``loop.patience`` a chunk
     stops once none of its examples has lowered its best :math:`A_t` by more
     than ``rel_tol`` (relative) over the last ``patience`` steps.
@@ -193,10 +187,8 @@ def attack_while_shrinking(
                 history[step, rows] = loss.detach().to(history.dtype)
                 score = sub.score_of(out.detach(), local)
                 changed = tuple(m & (p != o) for m, p, o in zip(mask, params, origs))
-                sizes = sum(c.flatten(1).sum(1) + _binary_variation(c, d)
-                            for c, d in zip(changed, dims))
-                value = (sizes / n_elements + score).double()  # type: ignore[operator]
-                value = torch.where(score < DESTROYED, value, UNDESTROYED + score.double())
+                value = ape_terms(change_size(changed, dims), n_elements, score,
+                                  destroyed_first=True)
                 improved = value < best_value * (1.0 - loop.rel_tol)
                 take = value < best_value
                 best_value = torch.where(take, value, best_value)
@@ -212,7 +204,9 @@ def attack_while_shrinking(
                 counts = torch.floor(_mask_units(mask, sub_groups).double() * rate).long()
                 counts = torch.where(score < DESTROYED, counts, torch.zeros_like(counts))
                 if bool((counts > 0).any()):
-                    need = smooth(tuple((g * (o - p)).abs() for g, o, p in zip(grads, origs, params)))
+                    need = smooth_over_space(
+                        tuple((g * (o - p)).abs() for g, o, p in zip(grads, origs, params)), dims
+                    )
                     need = tuple(a * w[rows] for a, w in zip(need, weight))
                     need = share_of_component_peak(need, labels)
                     mask = release_least_needed(mask, need, counts, sub_groups)

@@ -44,7 +44,7 @@ def _shrink(model, x, mask, start, *, rate, steps=40, groups=None):
     weight = smooth_over_space(((start - x).abs(),), dims)
     return attack_while_shrinking(
         scored, (x,), (mask,), (start,), resolve_bounds((0.0, 1.0), (x,)), loop, rate=rate,
-        weight=weight, smooth=lambda v: smooth_over_space(v, dims), dims=dims, groups=groups,
+        weight=weight, dims=dims, groups=groups,
         objective="log_odds",
     )
 
