@@ -217,7 +217,7 @@ def explain_coarse_to_fine(
             "example(s) at the coarse resolution (score < 0.5 there, >= 0.5 at full "
             "resolution); they are explained at full resolution with the whole schedule",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
         full_masks, full_perturbed, full = explain_with_search(
             model.subset(rows), tuple(o[rows] for o in originals), output[rows],
@@ -245,7 +245,7 @@ def explain_coarse_to_fine(
             "does not hold the evidence the model uses at full resolution (a model that is "
             "not scale invariant); explain them without coarse_to_fine",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
     diagnostics = Diagnostics(
         passes=passes,

@@ -1,7 +1,8 @@
 """The bookkeeping around one :meth:`RegularizedAdversarial.attribute` call.
 
 Argument checks and the :class:`~captum_regadv._phases.PhaseSettings` they
-build, and the formatting of the result (mask or continuous change, the
+build, the choice between the plain and the coarse-to-fine path, and the
+formatting of the result (mask or continuous change, the
 caller's tensor/tuple layout, the large-mask warning). The algorithm itself
 lives in :mod:`captum_regadv._phases` and the modules it calls; this module
 holds no maths.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -28,7 +29,8 @@ from ._boundary import (
     resolve_bounds,
     resolve_tv_dims,
 )
-from ._coarse_to_fine import check_coarse_to_fine
+from ._coarse_to_fine import check_coarse_to_fine, explain_coarse_to_fine
+from ._forward import ScoredModel
 from ._groups import FeatureMask, Groups, resolve_groups
 from ._objectives import MODES, OBJECTIVES, Mode, Objective
 from ._optimization import OptimizerClass
@@ -36,7 +38,8 @@ from ._multiscale import multiscale_change
 from ._phases import PhaseSettings
 from ._refinement import candidate_fractions
 from ._shapes import Lifted
-from .scores import Score, check_score
+from ._weight_search import Diagnostics, explain_with_search
+from .scores import Score, TargetType, check_score
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -46,6 +49,7 @@ __all__ = [
     "PHASE2_STARTS",
     "CallSettings",
     "HINTS",
+    "explain",
     "format_result",
     "prepare_call",
     "warn_if_large",
@@ -192,6 +196,37 @@ def prepare_call(
         shrink_rate=float(shrink_rate),
     )
     return CallSettings(settings=settings, bounds=value_bounds, groups=groups)
+
+
+def explain(
+    forward_func: Callable[..., Any],
+    model: ScoredModel,
+    inputs: tuple[Tensor, ...],
+    output: Tensor,
+    bounds: tuple[tuple[Tensor, Tensor], ...],
+    settings: PhaseSettings,
+    *,
+    target: TargetType,
+    score: Score,
+    search_steps: int,
+    search_factor: float,
+    coarse_to_fine: Optional[int],
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Diagnostics]:
+    """The masks, ``J`` and diagnostics of the plain or the coarse-to-fine path
+    (checked settings, inputs in working units); the restart search runs only
+    where it can mean something: destroy mode, a probability score, phase 2 on."""
+    if settings.mode != "destroy" or model.score == "identity" or settings.phase2.steps == 0:
+        search_steps = 0
+    if coarse_to_fine is None:
+        return explain_with_search(
+            model, inputs, output, bounds, settings,
+            search_steps=search_steps, search_factor=float(search_factor),
+        )
+    return explain_coarse_to_fine(
+        forward_func, model.additional_args, target, score, model, inputs, output, bounds,
+        settings, factor=int(coarse_to_fine), search_steps=search_steps,
+        search_factor=float(search_factor),
+    )
 
 
 def format_result(

@@ -53,7 +53,6 @@ from ._boundary import (
     warn_if_training,
 )
 from ._captum import MaskAttribution, log_usage
-from ._coarse_to_fine import explain_coarse_to_fine
 from ._forward import ScoredModel
 from ._groups import FeatureMask
 from ._objectives import Mode, Objective
@@ -64,13 +63,14 @@ from ._regadv_call import (  # LARGE_MASK, PHASE2_LR_FACTOR: re-exported
     LARGE_MASK,
     PHASE2_LR_FACTOR,
     Attribution,
+    explain,
     format_result,
     prepare_call,
     warn_if_large,
 )
 from ._shapes import lift_scalars
 from ._value_scale import ValueScale
-from ._weight_search import Diagnostics, explain_with_search
+from ._weight_search import Diagnostics
 from .scores import Score, TargetType
 
 __all__ = ["RegularizedAdversarial", "LARGE_MASK", "PHASE2_LR_FACTOR"]
@@ -206,8 +206,7 @@ class RegularizedAdversarial(MaskAttribution):
                 (destroy mode; :mod:`captum_regadv._phase1_loss`): the soft
                 support saturates, this log penalty keeps pulling recruited
                 elements back to :math:`I` unless the attack needs them.
-                Default 0.5 (1.5 split the masks of 3-D volumes: CC hit rate 52%
-                against 100%; docs, method page); 0 gives the previous loss.
+                Default 0.5 (chosen on the method page); 0 gives the previous loss.
             bounds: valid value range of ``J``, in the units the model sees:
                 ``None`` (each example's own min and max, per input tensor), a
                 pair ``(low, high)`` of floats or tensors broadcastable to the
@@ -310,11 +309,9 @@ class RegularizedAdversarial(MaskAttribution):
             refine_smallest: smallest candidate, as a share of the mask, in
                 (0, 1]. Default 0.05.
             refine_steps: phase-2 updates inside the pruned mask per round,
-                >= 0. Default 5. With the defaults an explanation costs
-                60 + 20 + 3 x (1 + 5) = 98 forward+backward passes and 55
-                forward passes (48 candidates, 5 final losses, 2 scores), plus at most
-                ``refine_components + 2`` for the component pruning (more when
-                the opt-in weight search re-runs it).
+                >= 0. Default 5. The defaults cost 60 + 20 + 3 x (1 + 5) = 98
+                forward+backward passes and 55 to 60 forward-only passes per
+                example (method page, "What it costs").
             refine_components: in the last round, before its polish, the mask
                 without each of its this many smallest connected components
                 (full connectivity over the spatial dims) is scored, then
@@ -351,11 +348,8 @@ class RegularizedAdversarial(MaskAttribution):
                 ``search_steps`` times; the lower score is kept. **Each attempt
                 costs a whole explanation** for the examples it re-runs
                 (counted in :attr:`last_diagnostics`). Default 0: the
-                multiplier settles the trade-off within one run; on 9 trained
-                models (180 positives) the search re-ran nothing, on
-                layer-randomised ones it made masks of a third of the input at
-                2-3x the cost (method page, "The restart search is off by
-                default").
+                multiplier settles the trade-off within one run (method page,
+                "The restart search is off by default").
             search_factor: weight multiplier per search step, in (0, 1).
                 Default 0.1.
 
@@ -429,20 +423,11 @@ class RegularizedAdversarial(MaskAttribution):
                 format_additional_args(additional_forward_args), target, score,
                 internal_batch_size, differentiable=True,
             )
-            search = search_steps if mode == "destroy" and model.score != "identity" else 0
-            if coarse_to_fine is None:
-                masks, perturbed, diagnostics = explain_with_search(
-                    model, working, output, value_bounds, settings,
-                    search_steps=search if phase2_steps > 0 else 0,
-                    search_factor=float(search_factor),
-                )
-            else:
-                masks, perturbed, diagnostics = explain_coarse_to_fine(
-                    unit.forward(self.forward_func), model.additional_args, target, score,
-                    model, working, output, value_bounds, settings, factor=int(coarse_to_fine),
-                    search_steps=search if phase2_steps > 0 else 0,
-                    search_factor=float(search_factor),
-                )
+            masks, perturbed, diagnostics = explain(
+                unit.forward(self.forward_func), model, working, output, value_bounds, settings,
+                target=target, score=score, search_steps=search_steps,
+                search_factor=search_factor, coarse_to_fine=coarse_to_fine,
+            )
         self.last_diagnostics = diagnostics
         if phase2_steps > 0:  # phase2_steps=0 returns J = I by request
             warn_on_failures(
