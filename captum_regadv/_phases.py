@@ -50,6 +50,7 @@ class PhaseSettings:
     dual_warmup: int = 0
     refine_components: int = 0
     shrink_rate: float = 0.0
+    phase1_view: str = "all"
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def explain_once(
         gamma=s.gamma, epsilon=s.epsilon, dims=s.dims, groups=s.groups,
         mode=s.mode, objective=s.objective, reference=reference,
         dual_step=s.dual_step, warmup=s.dual_warmup,
+        view_from=s.dual_warmup if s.phase1_view == "mask" else None,
     )
 
     def project(params: tuple[Tensor, ...], rows: Tensor) -> None:

@@ -90,6 +90,7 @@ def prepare_call(
     sparsity_weight: float,
     tv_weight: float,
     release_weight: float,
+    phase1_view: str,
     gamma: float,
     epsilon: float,
     steps: int,
@@ -158,6 +159,7 @@ def prepare_call(
     check_score(score)
     check_choice(objective, "objective", OBJECTIVES)
     check_choice(mode, "mode", MODES)
+    check_choice(phase1_view, "phase1_view", ("mask", "all"))
     check_choice(attribution, "attribution", ATTRIBUTIONS)
     dims = resolve_tv_dims(tv_dims, inputs)
     value_bounds = resolve_bounds(bounds, inputs)
@@ -194,6 +196,7 @@ def prepare_call(
         dual_warmup=steps // 3 if dual_warmup is None else int(dual_warmup),
         refine_components=refine_components,
         shrink_rate=float(shrink_rate),
+        phase1_view=phase1_view,
     )
     return CallSettings(settings=settings, bounds=value_bounds, groups=groups)
 

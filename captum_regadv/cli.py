@@ -205,6 +205,9 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: {defaults['mode']})")
     method.add_argument("--objective", choices=("log_odds", "score"), default=None,
                         help=f"classification term optimised (default: {defaults['objective']})")
+    method.add_argument("--phase1-view", choices=("mask", "all"), default=None,
+                        help="what phase 1's model sees: J restricted to its mask after the "
+                        f"warmup, or all of J (default: {defaults['phase1_view']})")
     method.add_argument("--score", choices=SCORES,
                         default=defaults["score"],
                         help=f"model output to class score (default: {defaults['score']})")
@@ -226,7 +229,7 @@ def _add_explain_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
-    keys = [key for _, key, _, _, _ in _METHOD_OPTIONS] + ["mode", "objective"]
+    keys = [key for _, key, _, _, _ in _METHOD_OPTIONS] + ["mode", "objective", "phase1_view"]
     return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
 
 

@@ -127,6 +127,7 @@ class RegularizedAdversarial(MaskAttribution):
         sparsity_weight: float = 40.0,
         tv_weight: float = 120.0,
         release_weight: float = 0.5,
+        phase1_view: Literal["mask", "all"] = "mask",
         gamma: float = 30.0,
         epsilon: float = 0.01,
         steps: int = 60,
@@ -168,7 +169,8 @@ class RegularizedAdversarial(MaskAttribution):
           smooth), ``bounds`` (the valid values, in the model's units),
           ``score`` (how the output becomes a probability) and ``mode``
           (destroy or preserve); then ``feature_mask``, ``objective``,
-          ``gamma``, ``epsilon``, ``tv_dims``, ``release_weight``;
+          ``gamma``, ``epsilon``, ``tv_dims``, ``release_weight``,
+          ``phase1_view``;
         * **schedule**, the optimisation: ``steps``, ``phase2_steps``,
           ``lr``, ``phase2_lr``, ``phase2_start``, ``optimizer``,
           ``patience``, ``rel_tol``, ``internal_batch_size``,
@@ -207,6 +209,11 @@ class RegularizedAdversarial(MaskAttribution):
                 support saturates, this log penalty keeps pulling recruited
                 elements back to :math:`I` unless the attack needs them.
                 Default 0.5 (chosen on the method page); 0 gives the previous loss.
+            phase1_view: ``"mask"`` (default, destroy mode): after the
+                multiplier's warmup, phase 1's model sees ``J`` with the changes
+                below ``epsilon`` reset to the input, the input phase 2 keeps
+                (gradients pass straight through; :mod:`captum_regadv._phase1_loss`);
+                ``"all"``: it sees ``J``, as in the paper.
             bounds: valid value range of ``J``, in the units the model sees:
                 ``None`` (each example's own min and max, per input tensor), a
                 pair ``(low, high)`` of floats or tensors broadcastable to the
@@ -399,7 +406,8 @@ class RegularizedAdversarial(MaskAttribution):
         inputs_tuple = lifted.inputs
         call = prepare_call(
             inputs_tuple, feature_mask=feature_mask, sparsity_weight=sparsity_weight,
-            tv_weight=tv_weight, release_weight=release_weight, gamma=gamma, epsilon=epsilon, steps=steps,
+            tv_weight=tv_weight, release_weight=release_weight, phase1_view=phase1_view,
+            gamma=gamma, epsilon=epsilon, steps=steps,
             phase2_steps=phase2_steps, lr=lr, phase2_lr=phase2_lr, phase2_start=phase2_start,
             refine_rounds=refine_rounds, refine_candidates=refine_candidates,
             refine_smallest=refine_smallest, refine_steps=refine_steps,
