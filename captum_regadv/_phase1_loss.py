@@ -210,8 +210,7 @@ class Phase1Loss:
         groups = None if self.groups is None else self.groups.rows(rows)
         sup, _ = support(originals, tuple(p.detach() for p in params), groups, self.gamma,
                          self.epsilon)
-        shape = (-1,) + (1,) * (params[0].dim() - 1)
-        kept = tuple((t >= 0) | ~late.view(shape) for t in sup)
+        kept = tuple((t >= 0) | ~late.view((-1,) + (1,) * (t.dim() - 1)) for t in sup)
         return tuple(
             p + (torch.where(k, p, o) - p).detach() for p, o, k in zip(params, originals, kept)
         )

@@ -137,6 +137,7 @@ def test_non_finite_numbers_are_usage_errors(
 @pytest.mark.parametrize("flag, key, good, value, bad", [
     ("--search-steps", "search_steps", "0", 0, ("-1",)),
     ("--shrink-rate", "shrink_rate", "0", 0.0, ("1", "-0.1", "nan")),
+    ("--phase1-view", "phase1_view", "all", "all", ("none", "MASK")),
 ])
 def test_method_option_reaches_the_run(
     flag: str, key: str, good: str, value: Any, bad: tuple[str, ...], tmp_path: Path,
