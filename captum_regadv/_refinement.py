@@ -43,6 +43,10 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
    :math:`c_s / c_{s+1}` that drop at most ``TRIM_SHARE`` of the mask are
    candidates "keep the top :math:`s`", scored like the sizes of step 2
    with the mask as it is; the lowest is kept.
+5. **Component pruning** (last, :mod:`captum_regadv._components`): the
+   mask without each of its smallest connected parts; it comes after the
+   trim because a cut can leave a fragment behind (held-out shortcut: a
+   4-pixel part 4 pixels from the mark, APE_D 0.0123 -> 0.0090 without it).
 
 Cost per round and example: one forward+backward pass for the ranking,
 ``refine_steps`` for the polish, ``2 x refine_candidates`` forward passes
@@ -105,8 +109,8 @@ def refine(
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Refinement]:
     """``rounds`` rounds of rank, prune, polish (destroy mode); see the module.
     ``phase1_change``: :math:`G[|J_1 - I|]`, phase 1's smoothed change. The
-    last round also prunes components (:mod:`captum_regadv._components`,
-    ``components`` of them at most) before its polish."""
+    trim is followed by the component pruning (:mod:`captum_regadv._components`,
+    ``components`` of them at most)."""
     n = originals[0].shape[0]
     device = originals[0].device
     passes = torch.zeros(n, dtype=torch.long, device=device)
@@ -124,12 +128,6 @@ def refine(
         )
         passes += 1
         forwards += len(fractions) + max(fine, 0)
-        if round_ == rounds - 1 and components:
-            masks, perturbed, spent = prune_components(
-                model, originals, masks, perturbed, count=components, dims=dims,
-                chunk=loop.batch_size,
-            )
-            forwards += spent
         if loop.steps:
             polish = attack_within_mask(
                 model, originals, masks, bounds, loop, mode="destroy", objective=objective,
@@ -143,6 +141,12 @@ def refine(
     if rounds:
         masks, perturbed, spent = trim_small_changes(
             model, originals, masks, perturbed, dims=dims, chunk=loop.batch_size, groups=groups,
+        )
+        forwards += spent
+    if rounds and components:
+        # last, so that it also sees the fragments the trim leaves
+        masks, perturbed, spent = prune_components(
+            model, originals, masks, perturbed, count=components, dims=dims, chunk=loop.batch_size,
         )
         forwards += spent
     return masks, perturbed, Refinement(passes, forwards, history)

@@ -319,7 +319,7 @@ class RegularizedAdversarial(MaskAttribution):
                 >= 0. Default 5. The defaults cost 60 + 20 + 3 x (1 + 5) = 98
                 forward+backward passes and 55 to 60 forward-only passes per
                 example (method page, "What it costs").
-            refine_components: in the last round, before its polish, the mask
+            refine_components: after the refinement's last trim, the mask
                 without each of its this many smallest connected components
                 (full connectivity over the spatial dims) is scored, then
                 without all of those whose removal alone did not hurt, and the
