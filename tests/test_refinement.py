@@ -236,3 +236,29 @@ def test_diagnostics_count_every_pass_of_the_default_schedule() -> None:
     explainer.attribute(x, target=1, bounds=(0, 1), refine_rounds=0, search_steps=0)
     assert explainer.last_diagnostics.passes.tolist() == [80, 80]
     assert set(explainer.last_diagnostics.losses[0]) == {"phase 1", "phase 2"}
+
+
+def test_a_fragment_the_trim_leaves_is_pruned_after_it(monkeypatch) -> None:
+    """The component pruning runs last: a 1-pixel part that the trim leaves
+    beside the patch (simulated by a trim that adds it to the mask and moves it)
+    is dropped, so the final mask is exactly the patch."""
+    import captum_regadv._refinement as refinement
+
+    model, x, truth = _patch_case(2)
+    original_trim = refinement.trim_small_changes
+
+    def trim_leaving_a_fragment(model_, originals, masks, perturbed, **kwargs):
+        masks, perturbed, spent = original_trim(model_, originals, masks, perturbed, **kwargs)
+        masks = tuple(m.clone() for m in masks)
+        perturbed = tuple(p.clone() for p in perturbed)
+        masks[0][:, :, 1, 14] = True
+        perturbed[0][:, :, 1, 14] = 1.0 - originals[0][:, :, 1, 14]
+        return masks, perturbed, spent
+
+    monkeypatch.setattr(refinement, "trim_small_changes", trim_leaving_a_fragment)
+    mask = RegularizedAdversarial(model).attribute(x, target=1, bounds=(0, 1))
+    assert torch.equal(mask.bool(), truth)
+    without_pruning = RegularizedAdversarial(model).attribute(
+        x, target=1, bounds=(0, 1), refine_components=0
+    )
+    assert bool(without_pruning.bool()[:, :, 1, 14].all())
