@@ -33,9 +33,9 @@ before ``warmup`` never sees :math:`\lambda_n \ne 1`.
 **What the model sees** (``view_from``, destroy mode). The mask keeps the
 elements with :math:`|I - J| \ge \varepsilon`, and phase 2 resets every other
 element to :math:`I`; but the changes below :math:`\varepsilon`, spread over
-thousands of elements, can move the model too (measured: on three of 16
-held-out lesion images phase 1's :math:`J` had :math:`M = 0.07` and the same
-:math:`J` restricted to its mask :math:`M = 0.70`). From step ``view_from``
+thousands of elements, can move the model too (measured on two held-out
+lesion images: phase 1's :math:`J` had :math:`M = 0.07` and :math:`0.03`, the
+same :math:`J` restricted to its mask :math:`M = 0.70` and :math:`0.90`). From step ``view_from``
 on (the end of the warmup), :math:`c` is evaluated at the input phase 2 keeps,
 
 .. math::
