@@ -186,19 +186,22 @@ class Phase1Loss:
         self._alive_at = math.log(2.0) if objective == "log_odds" else 0.5
 
     def __call__(self, params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
-        out = self.model.output(self._seen(params, rows), rows)
+        originals = tuple(take_rows(o, rows) for o in self.originals)
+        out = self.model.output(self._seen(params, originals, rows), rows)
         ref = None if self.reference is None else self.reference[rows]
         cls = classification_term(
             self.model, out, rows, mode=self.mode, objective=self.objective, reference=ref
         )
-        loss = self.multiplier[rows] * cls + self._regularisers(params, rows)
+        loss = self.multiplier[rows] * cls + self._regularisers(params, rows, originals)
         if torch.is_grad_enabled():
             self._steps[rows] += 1
             if self.dual_step != 1.0:
                 self._update(cls.detach(), rows)
         return loss
 
-    def _seen(self, params: tuple[Tensor, ...], rows: Tensor) -> tuple[Tensor, ...]:
+    def _seen(
+        self, params: tuple[Tensor, ...], originals: tuple[Tensor, ...], rows: Tensor
+    ) -> tuple[Tensor, ...]:
         """:math:`\\tilde J` for the rows past ``view_from`` steps (:math:`J` for the
         others), with the gradient of :math:`J`."""
         if self.view_from is None:
@@ -206,7 +209,6 @@ class Phase1Loss:
         late = self._steps[rows] >= self.view_from
         if not bool(late.any()):
             return params
-        originals = tuple(take_rows(o, rows) for o in self.originals)
         groups = None if self.groups is None else self.groups.rows(rows)
         sup, _ = support(originals, tuple(p.detach() for p in params), groups, self.gamma,
                          self.epsilon)
@@ -215,8 +217,14 @@ class Phase1Loss:
             p + (torch.where(k, p, o) - p).detach() for p, o, k in zip(params, originals, kept)
         )
 
-    def _regularisers(self, params: tuple[Tensor, ...], rows: Tensor) -> Tensor:
-        originals = tuple(take_rows(o, rows) for o in self.originals)
+    def _regularisers(
+        self, params: tuple[Tensor, ...], rows: Tensor,
+        originals: Optional[tuple[Tensor, ...]] = None,
+    ) -> Tensor:
+        """The regularisers of rows ``rows`` (``originals``: their inputs, taken
+        here when not given)."""
+        if originals is None:
+            originals = tuple(take_rows(o, rows) for o in self.originals)
         sign = 1.0 if self.mode == "destroy" else -1.0
         scale = self.sparsity_weight / self.n_elements
         if self.groups is None:

@@ -73,7 +73,7 @@ from .perturbations import gaussian_blur
 
 __all__ = [
     "Refinement", "candidate_fractions", "need_ranking", "prune_mask", "refine",
-    "smooth_over_space", "trim_small_changes",
+    "smooth_over_space", "trim_small_changes", "unit_to_elements", "unit_values",
 ]
 
 #: Cuts the trim scores per example, and the largest share of the mask it may drop.
@@ -199,17 +199,17 @@ def candidate_fractions(count: int, smallest: float) -> tuple[float, ...]:
     return tuple(float(ratio**k) for k in range(count))
 
 
-def _unit_values(values: tuple[Tensor, ...], groups: Optional[Groups]) -> Tensor:
+def unit_values(values: tuple[Tensor, ...], groups: Optional[Groups]) -> Tensor:
     """Per-unit values ``N x U``: the elements of all inputs, or the groups' means."""
     if groups is None:
         return torch.cat([v.flatten(1) for v in values], dim=1)
     return groups.mean(values)
 
 
-def _unit_to_elements(
+def unit_to_elements(
     flat: Tensor, like: tuple[Tensor, ...], groups: Optional[Groups]
 ) -> tuple[Tensor, ...]:
-    """Undo :func:`_unit_values` for a boolean ``N x U`` tensor."""
+    """Undo :func:`unit_values` for a boolean ``N x U`` tensor."""
     if groups is not None:
         return tuple(t.bool() for t in groups.expand(flat.to(torch.uint8), like))
     out, offset = [], 0
@@ -260,7 +260,7 @@ def prune_mask(
         values = torch.cat([values.gather(1, pick), candidates.score(between)], dim=1)
         pick = values.argmin(1, keepdim=True)
     keep = rank < kept.gather(1, pick)
-    new_masks = _unit_to_elements(keep, originals, groups)
+    new_masks = unit_to_elements(keep, originals, groups)
     new_perturbed = tuple(
         torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals)
     )
@@ -273,8 +273,8 @@ def _rank_units(
     """Every unit's rank ``N x U`` (the mask's units first, larger ``values``
     first; ties keep the element order), the mask's unit count ``(N,)`` and the
     values sorted that way ``N x U`` (-1 outside the mask)."""
-    change = _unit_values(values, groups)
-    inside = _unit_values(tuple(m.to(change.dtype) for m in masks), groups) > 0.5
+    change = unit_values(values, groups)
+    inside = unit_values(tuple(m.to(change.dtype) for m in masks), groups) > 0.5
     key = torch.where(inside, change, torch.full_like(change, -1.0))
     ordered, order = torch.sort(key, dim=1, descending=True, stable=True)
     rank = torch.empty_like(order)
@@ -325,7 +325,7 @@ def trim_small_changes(
     keep = rank < count[:, None]
     keep[rows] = rank[rows] < kept.gather(1, pick)
     forwards[rows] = kept.shape[1]
-    new_masks = _unit_to_elements(keep, originals, groups)
+    new_masks = unit_to_elements(keep, originals, groups)
     new_perturbed = tuple(torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals))
     return new_masks, new_perturbed, forwards
 
@@ -360,7 +360,7 @@ class _Candidates:
         for start in range(0, n * k, step):
             rows = pair_rows[start:start + step]
             unit_keep = all_keep[start:start + step]
-            element_keep = _unit_to_elements(
+            element_keep = unit_to_elements(
                 unit_keep, tuple(o[rows] for o in self.originals),
                 None if self.groups is None else self.groups.rows(rows),
             )

@@ -54,7 +54,7 @@ from ._groups import Groups
 from ._objectives import Objective, classification_term, project_into
 from ._optimization import LoopSettings
 from ._outcome import DESTROYED
-from ._refinement import _unit_to_elements, _unit_values, smooth_over_space
+from ._refinement import unit_to_elements, unit_values, smooth_over_space
 
 __all__ = [
     "ShrinkResult", "attack_while_shrinking", "release_least_needed", "share_of_component_peak",
@@ -88,14 +88,14 @@ def release_least_needed(
         >>> release_least_needed(m, need, torch.tensor([1]), None)
         (tensor([[ True, False,  True, False]]),)
     """
-    values = _unit_values(need, groups)
-    inside = _unit_values(tuple(m.to(values.dtype) for m in masks), groups) > 0.5
+    values = unit_values(need, groups)
+    inside = unit_values(tuple(m.to(values.dtype) for m in masks), groups) > 0.5
     key = torch.where(inside, values, torch.full_like(values, math.inf))
     order = torch.argsort(key, dim=1, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     released = rank < counts.clamp(min=0)[:, None]
-    return tuple(m & ~r for m, r in zip(masks, _unit_to_elements(released, masks, groups)))
+    return tuple(m & ~r for m, r in zip(masks, unit_to_elements(released, masks, groups)))
 
 
 def share_of_component_peak(
@@ -126,7 +126,7 @@ def share_of_component_peak(
 
 def _mask_units(masks: tuple[Tensor, ...], groups: Optional[Groups]) -> Tensor:
     """Units of each example's mask ``(N,)``."""
-    return (_unit_values(tuple(m.float() for m in masks), groups) > 0.5).sum(1)
+    return (unit_values(tuple(m.float() for m in masks), groups) > 0.5).sum(1)
 
 
 def attack_while_shrinking(
