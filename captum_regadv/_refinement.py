@@ -163,24 +163,39 @@ def need_ranking(
     perturbed: tuple[Tensor, ...],
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
+    *,
+    toward: float = 0.0,
 ) -> tuple[Tensor, ...]:
-    r"""How much each element of ``J`` is needed, smoothed:
-    :math:`G[|\nabla_J \ell_i(J) \odot (I - J)|]`, one forward+backward pass
-    (``chunk`` examples at a time)."""
+    r"""How much each element of ``J`` is needed, smoothed, with the gradient
+    taken at the point ``toward`` of the way from :math:`J` back to :math:`I`:
+
+    .. math::
+
+        G\big[\,|\nabla \ell_i(J_t) \odot (I - J)|\,\big], \qquad
+        J_t = J + t\,(I - J),\quad t = \texttt{toward} \in [0, 1).
+
+    The refinement uses :math:`t = 0` (default). One forward+backward pass
+    (``chunk`` examples at a time); shaped like the inputs. ``benchmarks/need_point.py``
+    measures other points (the method page's "Where the need is measured")."""
+    if not 0.0 <= toward < 1.0:
+        raise ValueError(f"toward must be in [0, 1), got {toward}")
     n = originals[0].shape[0]
     step = n if chunk is None else max(1, chunk)
     parts: list[tuple[Tensor, ...]] = []
     for start in range(0, n, step):
         rows = torch.arange(start, min(start + step, n), device=originals[0].device)
-        params = tuple(p[rows].detach().clone().requires_grad_(True) for p in perturbed)
+        params = tuple(
+            (p[rows] + toward * (o[rows] - p[rows])).detach().clone().requires_grad_(True)
+            for p, o in zip(perturbed, originals)
+        )
         sub = model.subset(rows)
         local = torch.arange(rows.numel(), device=rows.device)
         with torch.enable_grad():
             value = sub.log_odds_of(sub.output(params, local), local).sum()
             grads = torch.autograd.grad(value, params, allow_unused=True)
         parts.append(tuple(
-            torch.zeros_like(p) if g is None else (g * (o[rows] - p)).abs().detach()
-            for g, o, p in zip(grads, originals, params)
+            torch.zeros_like(j[rows]) if g is None else (g * (o[rows] - j[rows])).abs().detach()
+            for g, o, j in zip(grads, originals, perturbed)
         ))
     need = tuple(torch.cat(column) for column in zip(*parts))
     return smooth_over_space(need, dims)

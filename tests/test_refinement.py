@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -262,3 +263,40 @@ def test_a_fragment_the_trim_leaves_is_pruned_after_it(monkeypatch) -> None:
         x, target=1, bounds=(0, 1), refine_components=0
     )
     assert bool(without_pruning.bool()[:, :, 1, 14].all())
+
+
+class _GatedPatch(torch.nn.Module):
+    """z1 = 20 relu(mean of the patch 2:5 x 2:5 - 0.5) - 2 + 0.5 x[12, 12], z0 = 0:
+    once the patch is darkened below 0.5 the class no longer responds to it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patch = x[:, 0, 2:5, 2:5].mean((1, 2))
+        z1 = 20.0 * torch.relu(patch - 0.5) - 2.0 + 0.5 * x[:, 0, 12, 12]
+        return torch.stack([torch.zeros_like(z1), z1], dim=1)
+
+
+def test_need_taken_on_the_way_back_sees_evidence_the_destroyed_input_hides() -> None:
+    """At J the patch's gradient is exactly 0 (the relu is off), so the need at
+    J ranks the patch below the far pixel that J also changed; halfway back to
+    I the patch is seen again and ranks first. toward=0 is the refinement's
+    need, and toward must lie in [0, 1)."""
+    from captum_regadv._refinement import need_ranking
+    from captum_regadv.perturbations import gaussian_blur
+
+    x = torch.full((1, 1, 16, 16), 0.2)
+    x[:, :, 2:5, 2:5] = 1.0
+    j = x.clone()
+    j[:, :, 2:5, 2:5] = 0.1
+    j[:, :, 12, 12] = 0.9
+    scored, _ = ScoredModel.build(_GatedPatch().eval(), (x,), (), 1, "softmax")
+    patch = (0, 0, slice(2, 5), slice(2, 5))
+    (at_j,) = need_ranking(scored, (x,), (j,), ((2, 3),), None)
+    (halfway,) = need_ranking(scored, (x,), (j,), ((2, 3),), None, toward=0.5)
+    assert float(at_j[patch].max()) == 0.0 and float(at_j[0, 0, 12, 12]) > 0.0
+    assert float(halfway[patch].min()) > float(halfway[0, 0, 12, 12]) > 0.0
+    # by hand at J: d(z1 - z0)/dx = 0.5 at (12, 12) only, |I - J| = 0.7 there
+    expected = torch.zeros_like(x)
+    expected[0, 0, 12, 12] = 0.5 * 0.7
+    assert torch.allclose(at_j, gaussian_blur(expected, 1.0, (2, 3)), atol=1e-7)
+    with pytest.raises(ValueError, match="toward"):
+        need_ranking(scored, (x,), (j,), ((2, 3),), None, toward=1.0)
