@@ -27,8 +27,9 @@ leaves the class standing (:math:`M(J_{m'})_i \ge 0.5`) scores
 ranks after every candidate that destroys the class, so no candidate wins by
 giving up the destruction for a smaller mask.
 
-Cost per example: ``count + 2`` forward passes (fewer when the mask has fewer
-components).
+Cost per example: ``count + 2`` forward passes, one fewer where the caller
+knows the APE_D terms of the mask as it is (the refinement's trim scored it),
+fewer when the mask has fewer components.
 """
 
 from __future__ import annotations
@@ -188,9 +189,12 @@ def prune_components(
     count: int,
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
+    known: Optional[Tensor] = None,
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
     """The best candidate of every example (see the module): boolean masks, ``J``
-    and the forward passes spent per example ``(N,)``."""
+    and the forward passes spent per example ``(N,)``. ``known``: the APE_D
+    terms of the masks as they are, where a caller has them already
+    (float64 ``(N,)``, NaN where not); those are not scored again."""
     n = originals[0].shape[0]
     device = originals[0].device
     forwards = torch.zeros(n, dtype=torch.long, device=device)
@@ -199,7 +203,9 @@ def prune_components(
     new_masks = tuple(m.clone() for m in masks)
     rows: list[int] = []
     keeps: list[tuple[Tensor, ...]] = []
-    plans: list[tuple[int, list[tuple[int, Tensor]]]] = []
+    # per example: (index, its components, the as-is candidate's value or None, offset of
+    # its first scored candidate)
+    plans: list[tuple[int, list[tuple[int, Tensor]], Optional[float], int]] = []
     for i in range(n):
         parts = _components(masks, dims, i)
         if len(parts) < 2:
@@ -207,57 +213,72 @@ def prune_components(
         parts.sort(key=lambda item: int(item[1].sum()))
         chosen = parts[:count]
         current = tuple(m[i] for m in masks)
-        rows.append(i)
-        keeps.append(current)
+        base: Optional[float] = None
+        if known is not None and math.isfinite(float(known[i])):
+            base = float(known[i])
+        offset = len(rows)
+        if base is None:
+            rows.append(i)
+            keeps.append(current)
         for k, part in chosen:
             rows.append(i)
             keeps.append(tuple(c & ~part if j == k else c for j, c in enumerate(current)))
-        plans.append((i, chosen))
+        plans.append((i, chosen, base, offset))
     if not rows:
         return masks, perturbed, forwards
+    values = _score_keeps(model, originals, perturbed, rows, keeps, dims, chunk)
     row_t = torch.tensor(rows, device=device)
-    keep_t = tuple(torch.stack([k[j] for k in keeps]) for j in range(len(masks)))
-    values = score_masks(model, originals, perturbed, row_t, keep_t, dims, chunk)
     forwards.index_add_(0, row_t, torch.ones_like(row_t))
-    # the union of the components whose removal alone did not hurt
-    merged_rows, merged_keeps, options = [], [], []
-    offset = 0
-    for i, chosen in plans:
-        base = values[offset]
-        singles = values[offset + 1: offset + 1 + len(chosen)]
-        current = keeps[offset]
-        drop = [part for (k, part), v in zip(chosen, singles.tolist()) if v <= float(base)]
-        union = list(current)
-        for (k, part), v in zip(chosen, singles.tolist()):
-            if v <= float(base):
-                union[k] = union[k] & ~part
-        options.append((i, offset, len(chosen), len(drop) > 1))
+    # per example: the as-is candidate, then one candidate per component dropped
+    options: dict[int, list[tuple[float, tuple[Tensor, ...]]]] = {}
+    merged_rows: list[int] = []
+    merged_keeps: list[tuple[Tensor, ...]] = []
+    for i, chosen, base, offset in plans:
+        current = tuple(m[i] for m in masks)
+        if base is None:
+            base, offset = float(values[offset]), offset + 1
+        singles = [float(v) for v in values[offset: offset + len(chosen)]]
+        scored = [(base, current)] + [(v, keeps[offset + c]) for c, v in enumerate(singles)]
+        # the union of the components whose removal alone did not hurt
+        drop = [(k, part) for (k, part), v in zip(chosen, singles) if v <= base]
         if len(drop) > 1:
+            union = list(current)
+            for k, part in drop:
+                union[k] = union[k] & ~part
             merged_rows.append(i)
             merged_keeps.append(tuple(union))
-        offset += 1 + len(chosen)
-    merged_values = torch.empty(0, dtype=torch.float64, device=device)
+        options[i] = scored
     if merged_rows:
-        merged_t = torch.tensor(merged_rows, device=device)
-        merged_values = score_masks(
-            model, originals, perturbed, merged_t,
-            tuple(torch.stack([k[j] for k in merged_keeps]) for j in range(len(masks))),
-            dims, chunk,
+        merged_values = _score_keeps(
+            model, originals, perturbed, merged_rows, merged_keeps, dims, chunk
         )
+        merged_t = torch.tensor(merged_rows, device=device)
         forwards.index_add_(0, merged_t, torch.ones_like(merged_t))
-    merged_index = 0
-    for i, offset, size, has_union in options:
-        best_value, best_keep = float(values[offset]), keeps[offset]
-        for c in range(1, size + 1):
-            if float(values[offset + c]) < best_value:
-                best_value, best_keep = float(values[offset + c]), keeps[offset + c]
-        if has_union:
-            if float(merged_values[merged_index]) < best_value:
-                best_keep = merged_keeps[merged_index]
-            merged_index += 1
+        for i, value, keep in zip(merged_rows, merged_values.tolist(), merged_keeps):
+            options[i].append((value, keep))
+    for i, scored in options.items():
+        best_value, best_keep = scored[0]
+        for value, keep in scored[1:]:
+            if value < best_value:
+                best_value, best_keep = value, keep
         for j, m in enumerate(new_masks):
             m[i] = best_keep[j]
     new_perturbed = tuple(
         torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals)
     )
     return new_masks, new_perturbed, forwards
+
+
+def _score_keeps(
+    model: ScoredModel,
+    originals: tuple[Tensor, ...],
+    perturbed: tuple[Tensor, ...],
+    rows: list[int],
+    keeps: list[tuple[Tensor, ...]],
+    dims: tuple[tuple[int, ...], ...],
+    chunk: Optional[int],
+) -> Tensor:
+    """:func:`score_masks` of candidates given as lists (example, per-input keeps)."""
+    row_t = torch.tensor(rows, device=originals[0].device)
+    keep_t = tuple(torch.stack([k[j] for k in keeps]) for j in range(len(originals)))
+    return score_masks(model, originals, perturbed, row_t, keep_t, dims, chunk)

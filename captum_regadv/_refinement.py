@@ -51,7 +51,10 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
 Cost per round and example: one forward+backward pass for the ranking,
 ``refine_steps`` for the polish, ``2 x refine_candidates`` forward passes
 and one more for the loss of the polish's last iterate; the last round
-scores ``TRIM_CUTS + 1`` fewer fine sizes and spends them on the trim.
+scores ``TRIM_CUTS + 1`` fewer fine sizes and spends them on the trim. The
+component pruning then scores at most ``components + 1`` candidates per
+example: the mask as the trim left it is not scored again where the trim
+scored it (its value is passed on).
 """
 
 from __future__ import annotations
@@ -138,15 +141,18 @@ def refine(
             perturbed = polish.best
             passes += polish.steps_run
             forwards += polish.evaluations
+    known: Optional[Tensor] = None
     if rounds:
-        masks, perturbed, spent = trim_small_changes(
+        masks, perturbed, spent, known = trim_small_changes(
             model, originals, masks, perturbed, dims=dims, chunk=loop.batch_size, groups=groups,
         )
         forwards += spent
     if rounds and components:
-        # last, so that it also sees the fragments the trim leaves
+        # last, so that it also sees the fragments the trim leaves; the trim's
+        # score of the mask it kept is not computed again
         masks, perturbed, spent = prune_components(
             model, originals, masks, perturbed, count=components, dims=dims, chunk=loop.batch_size,
+            known=known,
         )
         forwards += spent
     return masks, perturbed, Refinement(passes, forwards, history)
@@ -306,18 +312,21 @@ def trim_small_changes(
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
     groups: Optional[Groups] = None,
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Tensor]:
     r"""Step 4 of the module: keep the top :math:`s` units by :math:`|J - I|` for
     the ``TRIM_CUTS`` cuts with the largest ratios :math:`c_s / c_{s+1}` that
     drop at most ``TRIM_SHARE`` of the mask, or the mask as it is, whichever
-    has the lowest APE_D terms. Returns the masks, ``J`` and the forward passes
-    per example ``(N,)``: ``TRIM_CUTS + 1`` where a cut exists, else 0."""
+    has the lowest APE_D terms. Returns the masks, ``J``, the forward passes
+    per example ``(N,)`` (``TRIM_CUTS + 1`` where a cut exists, else 0) and the
+    APE_D terms of the kept candidate ``(N,)`` (float64; NaN where nothing was
+    scored)."""
     change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
     rank, count, ordered = _rank_units(change, masks, groups)
     n, units = ordered.shape
     forwards = torch.zeros(n, dtype=torch.long, device=count.device)
+    known = torch.full((n,), math.nan, dtype=torch.float64, device=count.device)
     if units < 2:
-        return masks, perturbed, forwards
+        return masks, perturbed, forwards, known
     logs = ordered.double().clamp_min(torch.finfo(torch.float64).tiny).log()
     ratios = logs[:, :-1] - logs[:, 1:]  # column s - 1: keep s, drop from s + 1 on
     keep_sizes = torch.arange(1, units, device=count.device)
@@ -329,20 +338,22 @@ def trim_small_changes(
     cut = torch.where(torch.isfinite(best), where + 1, count[:, None])
     rows = torch.nonzero(torch.isfinite(best).any(1)).flatten()
     if rows.numel() == 0:
-        return masks, perturbed, forwards
+        return masks, perturbed, forwards, known
     kept = torch.cat([count[rows, None], cut[rows]], dim=1)
     sub = tuple(t[rows] for t in originals)
     candidates = _Candidates(
         model.subset(rows), sub, tuple(p[rows] for p in perturbed), rank[rows], dims, chunk,
         None if groups is None else groups.rows(rows),
     )
-    pick = candidates.score(kept).argmin(1, keepdim=True)
+    values = candidates.score(kept)
+    pick = values.argmin(1, keepdim=True)
     keep = rank < count[:, None]
     keep[rows] = rank[rows] < kept.gather(1, pick)
     forwards[rows] = kept.shape[1]
+    known[rows] = values.gather(1, pick).squeeze(1)
     new_masks = unit_to_elements(keep, originals, groups)
     new_perturbed = tuple(torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals))
-    return new_masks, new_perturbed, forwards
+    return new_masks, new_perturbed, forwards, known
 
 
 class _Candidates:

@@ -77,12 +77,17 @@ def _patch_with_halo(halo_change: float) -> tuple:
 
 def test_trim_drops_a_halo_of_small_changes_and_says_what_it_cost() -> None:
     scored, x, truth, mask, j = _patch_with_halo(0.05)
-    (trimmed,), (jt,), forwards = trim_small_changes(
+    (trimmed,), (jt,), forwards, known = trim_small_changes(
         scored, (x,), (mask,), (j,), dims=((2, 3),), chunk=None
     )
     assert torch.equal(trimmed, truth)  # the largest ratio of changes: patch | halo
     assert torch.equal(jt, torch.where(truth, j, x))
     assert forwards.tolist() == [3, 3]  # the mask as it is and two cuts
+    # what it returns as known is the kept mask's score, as the pruning would compute it
+    from captum_regadv._components import score_masks
+
+    rows = torch.arange(2)
+    assert torch.allclose(known, score_masks(scored, (x,), (jt,), rows, (trimmed,), ((2, 3),), None))
 
 
 def test_trim_keeps_small_changes_the_class_needs() -> None:
@@ -100,7 +105,7 @@ def test_trim_keeps_small_changes_the_class_needs() -> None:
     j[:, :, 6:9, 9] = x[:, :, 6:9, 9] - torch.tensor([0.06, 0.05, 0.04])
     scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
     assert float(torch.softmax(model(j), 1)[0, 1]) < 0.01
-    (kept,), (jk,), forwards = trim_small_changes(
+    (kept,), (jk,), forwards, _ = trim_small_changes(
         scored, (x,), (halo,), (j,), dims=((2, 3),), chunk=None
     )
     assert torch.equal(kept, halo) and torch.equal(jk, j) and forwards.tolist() == [3]
@@ -122,8 +127,9 @@ def test_trim_drops_at_most_its_share_and_never_scores_worse(changes, seed) -> N
     j = x.clone()
     j[0, :m] = 0.5 - 0.5 * torch.tensor(changes)
     scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
-    (trimmed,), (jt,), forwards = trim_small_changes(scored, (x,), (mask,), (j,), dims=((),),
-                                                     chunk=None)
+    (trimmed,), (jt,), forwards, known = trim_small_changes(
+        scored, (x,), (mask,), (j,), dims=((),), chunk=None)
+    assert bool(known.isnan().all()) == (forwards.item() == 0)
     kept = int(trimmed.sum())
     assert kept >= min(m, max(1, -(-(1 - TRIM_SHARE) * m // 1)))
     assert bool((trimmed <= mask).all()) and forwards.item() in (0, 3)
@@ -249,12 +255,13 @@ def test_a_fragment_the_trim_leaves_is_pruned_after_it(monkeypatch) -> None:
     original_trim = refinement.trim_small_changes
 
     def trim_leaving_a_fragment(model_, originals, masks, perturbed, **kwargs):
-        masks, perturbed, spent = original_trim(model_, originals, masks, perturbed, **kwargs)
+        masks, perturbed, spent, known = original_trim(model_, originals, masks, perturbed,
+                                                       **kwargs)
         masks = tuple(m.clone() for m in masks)
         perturbed = tuple(p.clone() for p in perturbed)
         masks[0][:, :, 1, 14] = True
         perturbed[0][:, :, 1, 14] = 1.0 - originals[0][:, :, 1, 14]
-        return masks, perturbed, spent
+        return masks, perturbed, spent, torch.full_like(known, float("nan"))  # mask changed
 
     monkeypatch.setattr(refinement, "trim_small_changes", trim_leaving_a_fragment)
     mask = RegularizedAdversarial(model).attribute(x, target=1, bounds=(0, 1))
@@ -300,3 +307,29 @@ def test_need_taken_on_the_way_back_sees_evidence_the_destroyed_input_hides() ->
     assert torch.allclose(at_j, gaussian_blur(expected, 1.0, (2, 3)), atol=1e-7)
     with pytest.raises(ValueError, match="toward"):
         need_ranking(scored, (x,), (j,), ((2, 3),), None, toward=1.0)
+
+
+def test_component_pruning_does_not_score_again_what_the_trim_scored() -> None:
+    """The patch plus a moved pixel far from it: the pruning drops the pixel
+    (the patch alone destroys the class) with or without the mask's known score;
+    knowing it saves exactly its forward pass, and NaN means unknown."""
+    from captum_regadv._components import prune_components, score_masks
+
+    model, x, truth = _patch_case(2)
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    mask = truth.clone()
+    mask[:, :, 1, 14] = True
+    j = torch.where(truth, torch.zeros_like(x), x)
+    j[:, :, 1, 14] = 1.0 - x[:, :, 1, 14]
+    rows = torch.arange(2)
+    as_is = score_masks(scored, (x,), (j,), rows, (mask,), ((2, 3),), None)
+    kwargs = dict(count=8, dims=((2, 3),), chunk=None)
+    (plain,), (jp,), spent = prune_components(scored, (x,), (mask,), (j,), **kwargs)
+    (reused,), (jr,), saved = prune_components(scored, (x,), (mask,), (j,), known=as_is, **kwargs)
+    half = as_is.clone()
+    half[1] = float("nan")
+    (mixed,), _, partly = prune_components(scored, (x,), (mask,), (j,), known=half, **kwargs)
+    assert torch.equal(plain, truth) and torch.equal(reused, truth) and torch.equal(mixed, truth)
+    assert torch.equal(jp, jr)
+    assert spent.tolist() == [3, 3]  # as it is, without the patch, without the pixel
+    assert saved.tolist() == [2, 2] and partly.tolist() == [2, 3]
