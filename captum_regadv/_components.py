@@ -35,6 +35,7 @@ fewer when the mask has fewer components.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -46,14 +47,29 @@ from ._forward import ScoredModel
 from ._outcome import DESTROYED
 
 __all__ = [
-    "UNDESTROYED", "ape_terms", "change_size", "component_labels", "prune_components",
-    "score_masks",
+    "UNDESTROYED", "Known", "ape_terms", "change_size", "component_labels", "prune_components",
+    "score_masks", "score_masks_and_classes",
 ]
 
 #: Added to the score of a candidate that does not destroy the class; above
 #: any destroying candidate's APE_D terms (at most 1 + the number of spatial
 #: dims + 1 for a 0/1 change).
 UNDESTROYED = 10.0
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a step already knows of the masks it returns: their APE_D terms and
+    their class scores :math:`M(J)_i`, float64 ``(N,)``, NaN where unknown."""
+
+    values: Tensor
+    scores: Tensor
+
+    @staticmethod
+    def nothing(n: int, device: torch.device) -> "Known":
+        """Nothing known of ``n`` examples."""
+        empty = torch.full((n,), math.nan, dtype=torch.float64, device=device)
+        return Known(empty, empty.clone())
 
 
 def score_masks(
@@ -65,7 +81,22 @@ def score_masks(
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
 ) -> Tensor:
-    """APE_D terms ``(len(rows),)`` (float64) of candidates: example ``rows[c]`` with
+    """APE_D terms ``(len(rows),)`` (float64) of candidates: the first part of
+    :func:`score_masks_and_classes`."""
+    return score_masks_and_classes(model, originals, perturbed, rows, keep, dims, chunk)[0]
+
+
+def score_masks_and_classes(
+    model: ScoredModel,
+    originals: tuple[Tensor, ...],
+    perturbed: tuple[Tensor, ...],
+    rows: Tensor,
+    keep: tuple[Tensor, ...],
+    dims: tuple[tuple[int, ...], ...],
+    chunk: Optional[int],
+) -> tuple[Tensor, Tensor]:
+    """APE_D terms ``(len(rows),)`` (float64) of candidates, and their class
+    scores :math:`M(J)_i` (float64): example ``rows[c]`` with
     ``J`` kept where ``keep[k][c]`` (boolean, shaped like the input's rows) and
     ``I`` elsewhere; ``chunk`` candidates per forward pass (``None``: all).
     A candidate whose class score stays at or above 0.5 scores
@@ -75,6 +106,7 @@ def score_masks(
     total = rows.numel()
     n_elements = sum(o[0].numel() for o in originals)
     values = torch.empty(total, dtype=torch.float64, device=rows.device)
+    scores = torch.empty_like(values)
     step = total if chunk is None else max(1, chunk)
     moved = tuple(p != o for p, o in zip(perturbed, originals))  # where J differs from I
     for start in range(0, total, step):
@@ -92,7 +124,9 @@ def score_masks(
         values[start:stop] = ape_terms(
             change_size(changed, dims), n_elements, score, destroyed_first=model.score != "identity"
         )
-    return torch.where(torch.isfinite(values), values, torch.full_like(values, math.inf))
+        scores[start:stop] = score.to(torch.float64)
+    values = torch.where(torch.isfinite(values), values, torch.full_like(values, math.inf))
+    return values, scores
 
 
 def change_size(changed: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...]) -> Tensor:
@@ -189,23 +223,26 @@ def prune_components(
     count: int,
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
-    known: Optional[Tensor] = None,
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor]:
-    """The best candidate of every example (see the module): boolean masks, ``J``
-    and the forward passes spent per example ``(N,)``. ``known``: the APE_D
-    terms of the masks as they are, where a caller has them already
-    (float64 ``(N,)``, NaN where not); those are not scored again."""
+    known: Optional[Known] = None,
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Known]:
+    """The best candidate of every example (see the module): boolean masks, ``J``,
+    the forward passes spent per example ``(N,)`` and what is known of the
+    result (:class:`Known`). ``known``: what a caller knows of the masks as
+    they are (the refinement's trim scored them); those are not scored again."""
     n = originals[0].shape[0]
     device = originals[0].device
     forwards = torch.zeros(n, dtype=torch.long, device=device)
+    result = Known.nothing(n, device) if known is None else Known(
+        known.values.clone(), known.scores.clone()
+    )
     if count < 1 or not any(dims):
-        return masks, perturbed, forwards
+        return masks, perturbed, forwards, result
     new_masks = tuple(m.clone() for m in masks)
     rows: list[int] = []
     keeps: list[tuple[Tensor, ...]] = []
-    # per example: (index, its components, the as-is candidate's value or None, offset of
-    # its first scored candidate)
-    plans: list[tuple[int, list[tuple[int, Tensor]], Optional[float], int]] = []
+    # per example: its index, its components, whether the as-is candidate is scored
+    # here, and the position of its first scored candidate
+    plans: list[tuple[int, list[tuple[int, Tensor]], bool, int]] = []
     for i in range(n):
         parts = _components(masks, dims, i)
         if len(parts) < 2:
@@ -213,60 +250,63 @@ def prune_components(
         parts.sort(key=lambda item: int(item[1].sum()))
         chosen = parts[:count]
         current = tuple(m[i] for m in masks)
-        base: Optional[float] = None
-        if known is not None and math.isfinite(float(known[i])):
-            base = float(known[i])
+        unknown = not math.isfinite(float(result.values[i]))
         offset = len(rows)
-        if base is None:
+        if unknown:
             rows.append(i)
             keeps.append(current)
         for k, part in chosen:
             rows.append(i)
             keeps.append(tuple(c & ~part if j == k else c for j, c in enumerate(current)))
-        plans.append((i, chosen, base, offset))
+        plans.append((i, chosen, unknown, offset))
     if not rows:
-        return masks, perturbed, forwards
-    values = _score_keeps(model, originals, perturbed, rows, keeps, dims, chunk)
+        return masks, perturbed, forwards, result
+    values, scores = _score_keeps(model, originals, perturbed, rows, keeps, dims, chunk)
     row_t = torch.tensor(rows, device=device)
     forwards.index_add_(0, row_t, torch.ones_like(row_t))
-    # per example: the as-is candidate, then one candidate per component dropped
-    options: dict[int, list[tuple[float, tuple[Tensor, ...]]]] = {}
+    # per example: (APE_D terms, class score, keep) of the as-is candidate, then one
+    # candidate per component dropped, then the union of the harmless drops
+    options: dict[int, list[tuple[float, float, tuple[Tensor, ...]]]] = {}
     merged_rows: list[int] = []
     merged_keeps: list[tuple[Tensor, ...]] = []
-    for i, chosen, base, offset in plans:
+    for i, chosen, unknown, offset in plans:
         current = tuple(m[i] for m in masks)
-        if base is None:
-            base, offset = float(values[offset]), offset + 1
-        singles = [float(v) for v in values[offset: offset + len(chosen)]]
-        scored = [(base, current)] + [(v, keeps[offset + c]) for c, v in enumerate(singles)]
+        if unknown:
+            result.values[i], result.scores[i] = values[offset], scores[offset]
+            offset += 1
+        base = float(result.values[i])
+        options[i] = [(base, float(result.scores[i]), current)] + [
+            (float(values[offset + c]), float(scores[offset + c]), keeps[offset + c])
+            for c in range(len(chosen))
+        ]
         # the union of the components whose removal alone did not hurt
-        drop = [(k, part) for (k, part), v in zip(chosen, singles) if v <= base]
+        drop = [(k, part) for (k, part), option in zip(chosen, options[i][1:]) if option[0] <= base]
         if len(drop) > 1:
             union = list(current)
             for k, part in drop:
                 union[k] = union[k] & ~part
             merged_rows.append(i)
             merged_keeps.append(tuple(union))
-        options[i] = scored
     if merged_rows:
-        merged_values = _score_keeps(
+        merged_values, merged_scores = _score_keeps(
             model, originals, perturbed, merged_rows, merged_keeps, dims, chunk
         )
         merged_t = torch.tensor(merged_rows, device=device)
         forwards.index_add_(0, merged_t, torch.ones_like(merged_t))
-        for i, value, keep in zip(merged_rows, merged_values.tolist(), merged_keeps):
-            options[i].append((value, keep))
+        for c, (i, keep) in enumerate(zip(merged_rows, merged_keeps)):
+            options[i].append((float(merged_values[c]), float(merged_scores[c]), keep))
     for i, scored in options.items():
-        best_value, best_keep = scored[0]
-        for value, keep in scored[1:]:
-            if value < best_value:
-                best_value, best_keep = value, keep
+        best = scored[0]
+        for option in scored[1:]:
+            if option[0] < best[0]:
+                best = option
+        result.values[i], result.scores[i] = best[0], best[1]
         for j, m in enumerate(new_masks):
-            m[i] = best_keep[j]
+            m[i] = best[2][j]
     new_perturbed = tuple(
         torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals)
     )
-    return new_masks, new_perturbed, forwards
+    return new_masks, new_perturbed, forwards, result
 
 
 def _score_keeps(
@@ -277,8 +317,9 @@ def _score_keeps(
     keeps: list[tuple[Tensor, ...]],
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
-) -> Tensor:
-    """:func:`score_masks` of candidates given as lists (example, per-input keeps)."""
+) -> tuple[Tensor, Tensor]:
+    """:func:`score_masks_and_classes` of candidates given as lists (example,
+    per-input keeps)."""
     row_t = torch.tensor(rows, device=originals[0].device)
     keep_t = tuple(torch.stack([k[j] for k in keeps]) for j in range(len(originals)))
-    return score_masks(model, originals, perturbed, row_t, keep_t, dims, chunk)
+    return score_masks_and_classes(model, originals, perturbed, row_t, keep_t, dims, chunk)

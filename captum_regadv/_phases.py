@@ -56,8 +56,10 @@ class PhaseSettings:
 @dataclass(frozen=True)
 class Explanation:
     """Masks (boolean), ``J``, passes per example ``(N,)``, the loss histories
-    (``(steps + 1) x N`` per stage: ``"phase 1"``, ``"phase 2"``, ``"refinement 1"``, ...)
-    and phase 1's final multiplier :math:`\\lambda` per example ``(N,)``."""
+    (``(steps + 1) x N`` per stage: ``"phase 1"``, ``"phase 2"``, ``"refinement 1"``, ...),
+    phase 1's final multiplier :math:`\\lambda` per example ``(N,)`` and the class
+    score :math:`M(J)_i` of ``J`` where the refinement computed it (float64
+    ``(N,)``, NaN elsewhere; ``None``: nowhere)."""
 
     masks: tuple[Tensor, ...]
     perturbed: tuple[Tensor, ...]
@@ -65,6 +67,7 @@ class Explanation:
     forward_passes: Tensor
     history: dict[str, Tensor]
     multiplier: Tensor
+    scores: Optional[Tensor] = None
 
 
 def explain_once(
@@ -151,6 +154,10 @@ def explain_once(
         history.update(refined.history)
         steps_run = steps_run + refined.passes
         forward_passes = forward_passes + refined.forward_passes
+        return Explanation(
+            masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes,
+            history, phase1_loss.multiplier, refined.known.scores,
+        )
     return Explanation(
         masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes, history,
         phase1_loss.multiplier,

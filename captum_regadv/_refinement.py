@@ -66,7 +66,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._components import prune_components, score_masks
+from ._components import Known, prune_components, score_masks_and_classes
 from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Objective
@@ -85,12 +85,14 @@ TRIM_CUTS, TRIM_SHARE = 2, 0.4
 
 @dataclass(frozen=True)
 class Refinement:
-    """What :func:`refine` spent per example ``(N,)`` and its loss histories
-    (``"refinement 1"``, ... : ``(refine_steps + 1) x N``)."""
+    """What :func:`refine` spent per example ``(N,)``, its loss histories
+    (``"refinement 1"``, ... : ``(refine_steps + 1) x N``) and what it knows of
+    the masks it returns (their APE_D terms and class scores, NaN where unknown)."""
 
     passes: Tensor
     forward_passes: Tensor
     history: dict[str, Tensor]
+    known: Known
 
 
 def refine(
@@ -141,7 +143,7 @@ def refine(
             perturbed = polish.best
             passes += polish.steps_run
             forwards += polish.evaluations
-    known: Optional[Tensor] = None
+    known = Known.nothing(n, device)
     if rounds:
         masks, perturbed, spent, known = trim_small_changes(
             model, originals, masks, perturbed, dims=dims, chunk=loop.batch_size, groups=groups,
@@ -150,12 +152,12 @@ def refine(
     if rounds and components:
         # last, so that it also sees the fragments the trim leaves; the trim's
         # score of the mask it kept is not computed again
-        masks, perturbed, spent = prune_components(
+        masks, perturbed, spent, known = prune_components(
             model, originals, masks, perturbed, count=components, dims=dims, chunk=loop.batch_size,
             known=known,
         )
         forwards += spent
-    return masks, perturbed, Refinement(passes, forwards, history)
+    return masks, perturbed, Refinement(passes, forwards, history, known)
 
 
 def smooth_over_space(values: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...]) -> tuple[Tensor, ...]:
@@ -312,19 +314,19 @@ def trim_small_changes(
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
     groups: Optional[Groups] = None,
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Tensor]:
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Known]:
     r"""Step 4 of the module: keep the top :math:`s` units by :math:`|J - I|` for
     the ``TRIM_CUTS`` cuts with the largest ratios :math:`c_s / c_{s+1}` that
     drop at most ``TRIM_SHARE`` of the mask, or the mask as it is, whichever
     has the lowest APE_D terms. Returns the masks, ``J``, the forward passes
-    per example ``(N,)`` (``TRIM_CUTS + 1`` where a cut exists, else 0) and the
-    APE_D terms of the kept candidate ``(N,)`` (float64; NaN where nothing was
-    scored)."""
+    per example ``(N,)`` (``TRIM_CUTS + 1`` where a cut exists, else 0) and
+    the kept candidate's APE_D terms and class score (:class:`~._components.Known`,
+    NaN where nothing was scored)."""
     change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
     rank, count, ordered = _rank_units(change, masks, groups)
     n, units = ordered.shape
     forwards = torch.zeros(n, dtype=torch.long, device=count.device)
-    known = torch.full((n,), math.nan, dtype=torch.float64, device=count.device)
+    known = Known.nothing(n, count.device)
     if units < 2:
         return masks, perturbed, forwards, known
     logs = ordered.double().clamp_min(torch.finfo(torch.float64).tiny).log()
@@ -345,12 +347,13 @@ def trim_small_changes(
         model.subset(rows), sub, tuple(p[rows] for p in perturbed), rank[rows], dims, chunk,
         None if groups is None else groups.rows(rows),
     )
-    values = candidates.score(kept)
+    values, scores = candidates.score_with_classes(kept)
     pick = values.argmin(1, keepdim=True)
     keep = rank < count[:, None]
     keep[rows] = rank[rows] < kept.gather(1, pick)
     forwards[rows] = kept.shape[1]
-    known[rows] = values.gather(1, pick).squeeze(1)
+    known.values[rows] = values.gather(1, pick).squeeze(1)
+    known.scores[rows] = scores.gather(1, pick).squeeze(1)
     new_masks = unit_to_elements(keep, originals, groups)
     new_perturbed = tuple(torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals))
     return new_masks, new_perturbed, forwards, known
@@ -376,13 +379,18 @@ class _Candidates:
     def score(self, kept: Tensor) -> Tensor:
         """APE_D terms of keeping ``kept[i, c]`` units of example ``i``: ``N x C``,
         ``chunk`` (example, candidate) pairs at a time."""
+        return self.score_with_classes(kept)[0]
+
+    def score_with_classes(self, kept: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`score` and the candidates' class scores :math:`M(J)_i`, ``N x C`` each."""
         n, k = kept.shape
         device = self.rank.device
         pair_rows = torch.arange(n, device=device).repeat_interleave(k)
         # (example, candidate) pairs in example order: one broadcast comparison
         all_keep = (self.rank[:, None, :] < kept[:, :, None]).view(n * k, -1)
         step = n * k if self.chunk is None else max(1, self.chunk)
-        parts = []
+        parts: list[Tensor] = []
+        classes: list[Tensor] = []
         for start in range(0, n * k, step):
             rows = pair_rows[start:start + step]
             unit_keep = all_keep[start:start + step]
@@ -390,8 +398,9 @@ class _Candidates:
                 unit_keep, tuple(o[rows] for o in self.originals),
                 None if self.groups is None else self.groups.rows(rows),
             )
-            parts.append(score_masks(
-                self.model, self.originals, self.perturbed, rows, element_keep, self.dims,
-                None,
-            ))
-        return torch.cat(parts).view(n, k)
+            values, scores = score_masks_and_classes(
+                self.model, self.originals, self.perturbed, rows, element_keep, self.dims, None,
+            )
+            parts.append(values)
+            classes.append(scores)
+        return torch.cat(parts).view(n, k), torch.cat(classes).view(n, k)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ._boundary import bound_rows
 from ._forward import ScoredModel, batched_output
-from ._phases import PhaseSettings, explain_once
+from ._phases import Explanation, PhaseSettings, explain_once
 
 __all__ = ["Diagnostics", "explain_with_search"]
 
@@ -85,6 +85,25 @@ def _scores(model: ScoredModel, inputs: tuple[Tensor, ...], chunk: int | None) -
     return model.score_of(out, torch.arange(out.shape[0], device=out.device))
 
 
+def _final_scores(
+    model: ScoredModel, run: Explanation, chunk: int | None, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """``M(J)_i`` of a run's ``J`` (as ``dtype``, the model output's) and the
+    forward passes spent on it per example: where the refinement scored the
+    ``J`` it returns, that score (no pass), else one forward pass."""
+    if run.scores is None:
+        scores = _scores(model, run.perturbed, chunk)
+        return scores, torch.ones(scores.shape[0], dtype=torch.long, device=scores.device)
+    known = torch.isfinite(run.scores)
+    missing = torch.nonzero(~known).flatten()
+    scores = run.scores.to(dtype)
+    if missing.numel():
+        scores[missing] = _scores(
+            model.subset(missing), tuple(p[missing] for p in run.perturbed), chunk
+        ).to(dtype)
+    return scores, (~known).long()
+
+
 def _passes_per_run(settings: PhaseSettings) -> int:
     """Forward+backward passes of one explanation of one example (no early stop)."""
     refines = (
@@ -128,8 +147,8 @@ def explain_with_search(
     kept = torch.zeros_like(passes)
     losses = [first.history]
     multiplier = first.multiplier.clone()
-    scores = _scores(model, perturbed, chunk)
-    forward_passes += 1
+    scores, spent = _final_scores(model, first, chunk, output.dtype)
+    forward_passes += spent
     for attempt in range(1, search_steps + 1):
         failed = torch.nonzero(scores >= 0.5).flatten()
         if failed.numel() == 0:
@@ -150,7 +169,7 @@ def explain_with_search(
                 f"+{_passes_per_run(settings)} passes each)"
             ),
         )
-        new = _scores(sub_model, again.perturbed, chunk)
+        new, spent = _final_scores(sub_model, again, chunk, output.dtype)
         improved = new < scores[failed]
         better = failed[improved]
         for k in range(len(originals)):
@@ -160,7 +179,7 @@ def explain_with_search(
         multiplier[better] = again.multiplier[improved]
         kept[better] = attempt
         passes[failed] += again.steps_run
-        forward_passes[failed] += again.forward_passes + 1
+        forward_passes[failed] += again.forward_passes + spent
         attempts[failed] += 1
         losses.append({k: _widen(v, failed, n) for k, v in again.history.items()})
     diagnostics = Diagnostics(

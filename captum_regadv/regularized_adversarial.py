@@ -317,7 +317,7 @@ class RegularizedAdversarial(MaskAttribution):
                 (0, 1]. Default 0.05.
             refine_steps: phase-2 updates inside the pruned mask per round,
                 >= 0. Default 5. The defaults cost 60 + 20 + 3 x (1 + 5) = 98
-                forward+backward passes and 55 to 60 forward-only passes per
+                forward+backward passes and 54 to 60 forward-only passes per
                 example (method page, "What it costs").
             refine_components: after the refinement's last trim, the mask
                 without each of its this many smallest connected components

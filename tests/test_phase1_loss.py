@@ -131,14 +131,14 @@ def test_component_pruning_drops_a_fragment_the_attack_does_not_need() -> None:
     masks[:, :, 1, 14] = True
     j = torch.where(masks, torch.zeros_like(x), x)
     scored, _ = ScoredModel.build(model, (x,), (), 1, "auto", None)
-    new_masks, new_j, forwards = prune_components(
+    new_masks, new_j, forwards, _ = prune_components(
         scored, (x,), (masks,), (j,), count=8, dims=((2, 3),), chunk=None
     )
     assert torch.equal(new_masks[0], truth)
     assert torch.equal(new_j[0], torch.where(truth, j, x))
     assert forwards.tolist() == [3, 3]  # the mask as it was, and each of its 2 parts removed
     # a part that is needed stays: without the patch the class comes back
-    only_patch, _, _ = prune_components(
+    only_patch, _, _, _ = prune_components(
         scored, (x,), (truth,), (torch.where(truth, torch.zeros_like(x), x),), count=8,
         dims=((2, 3),), chunk=1,
     )

@@ -84,10 +84,12 @@ def test_trim_drops_a_halo_of_small_changes_and_says_what_it_cost() -> None:
     assert torch.equal(jt, torch.where(truth, j, x))
     assert forwards.tolist() == [3, 3]  # the mask as it is and two cuts
     # what it returns as known is the kept mask's score, as the pruning would compute it
-    from captum_regadv._components import score_masks
+    from captum_regadv._components import score_masks_and_classes
 
     rows = torch.arange(2)
-    assert torch.allclose(known, score_masks(scored, (x,), (jt,), rows, (trimmed,), ((2, 3),), None))
+    values, scores = score_masks_and_classes(scored, (x,), (jt,), rows, (trimmed,), ((2, 3),), None)
+    assert torch.allclose(known.values, values) and torch.allclose(known.scores, scores)
+    assert torch.allclose(known.scores, torch.softmax(scored.forward_func(jt), 1)[:, 1].double())
 
 
 def test_trim_keeps_small_changes_the_class_needs() -> None:
@@ -129,7 +131,8 @@ def test_trim_drops_at_most_its_share_and_never_scores_worse(changes, seed) -> N
     scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
     (trimmed,), (jt,), forwards, known = trim_small_changes(
         scored, (x,), (mask,), (j,), dims=((),), chunk=None)
-    assert bool(known.isnan().all()) == (forwards.item() == 0)
+    assert bool(known.values.isnan().all()) == (forwards.item() == 0)
+    assert bool(known.scores.isnan().all()) == (forwards.item() == 0)
     kept = int(trimmed.sum())
     assert kept >= min(m, max(1, -(-(1 - TRIM_SHARE) * m // 1)))
     assert bool((trimmed <= mask).all()) and forwards.item() in (0, 3)
@@ -211,29 +214,37 @@ def test_candidate_fractions_decrease_from_one(count: int, smallest: float) -> N
 def test_diagnostics_count_every_pass_of_the_default_schedule() -> None:
     """60 + 20 + 3 x (1 ranking + 5 polish) = 98 forward+backward passes and
     16 + 16 + 13 candidates + 3 for the trim + the final loss of the 5 stages
-    + 2 scores = 55 forward passes per example (the one-part mask gives
-    component pruning nothing to score); one loss history per
-    stage. The regulariser weights alone leave the patch model's class
-    standing: the default per-example multiplier destroys it within the one
-    run (multiplier > 1), where the restart weight search needs a second
-    attempt that costs as much again (one score fewer)."""
+    + 1 score of the input = 54 forward passes per example (the one-part mask
+    gives component pruning nothing to score, and the score of the final J
+    is the trim's); one loss history per stage. The regulariser weights
+    alone leave the patch model's class standing: the default per-example
+    multiplier destroys it within the one run (multiplier > 1), where the
+    restart weight search needs a second attempt that costs as much again
+    (less the input's score)."""
+    from captum_regadv.benchmark.passes import count_passes
+
     model, x, truth = _patch_case(2)
     explainer = RegularizedAdversarial(model)
-    mask = explainer.attribute(x, target=1, bounds=(0, 1))
+    with count_passes(model) as count:
+        mask = explainer.attribute(x, target=1, bounds=(0, 1))
     d = explainer.last_diagnostics
+    # counted on the model itself: the same, plus the gradient check's one pass
+    assert count.forward_only == 2 * 54 and count.forward_backward == 2 * 98 + 2
     assert d.attempts.tolist() == [1, 1] and d.kept_attempt.tolist() == [0, 0]
-    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [55, 55]
+    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [54, 54]
     assert bool((d.multiplier > 1).all()) and bool((d.score_after < 0.5).all())
+    assert d.score_after.dtype == torch.float32  # the model output's, not the bookkeeping's
     assert torch.equal(mask.bool(), truth[:2])
     explainer.attribute(x, target=1, bounds=(0, 1), dual_step=1.0, search_steps=2)
     d = explainer.last_diagnostics
     assert d.attempts.tolist() == [2, 2] and d.kept_attempt.tolist() == [1, 1]
-    # 55 + 54 (one score fewer), less the 3 of a trim that found no cut in one attempt
-    assert d.passes.tolist() == [196, 196] and d.forward_passes.tolist() == [106, 106]
+    # the first attempt's trim found no cut: 54 - 3 + 1 score of its J (unknown);
+    # the second: 54 - 1 (the input's score is not taken again)
+    assert d.passes.tolist() == [196, 196] and d.forward_passes.tolist() == [105, 105]
     assert len(d.losses) == 2 and d.multiplier.tolist() == [1.0, 1.0]
     explainer.attribute(x, target=1, bounds=(0, 1), search_steps=0)
     d = explainer.last_diagnostics
-    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [55, 55]
+    assert d.passes.tolist() == [98, 98] and d.forward_passes.tolist() == [54, 54]
     assert d.attempts.tolist() == [1, 1]
     stages = {"phase 1": 61, "phase 2": 21, "refinement 1": 6, "refinement 2": 6,
               "refinement 3": 6}
@@ -250,6 +261,7 @@ def test_a_fragment_the_trim_leaves_is_pruned_after_it(monkeypatch) -> None:
     beside the patch (simulated by a trim that adds it to the mask and moves it)
     is dropped, so the final mask is exactly the patch."""
     import captum_regadv._refinement as refinement
+    from captum_regadv._components import Known
 
     model, x, truth = _patch_case(2)
     original_trim = refinement.trim_small_changes
@@ -261,7 +273,7 @@ def test_a_fragment_the_trim_leaves_is_pruned_after_it(monkeypatch) -> None:
         perturbed = tuple(p.clone() for p in perturbed)
         masks[0][:, :, 1, 14] = True
         perturbed[0][:, :, 1, 14] = 1.0 - originals[0][:, :, 1, 14]
-        return masks, perturbed, spent, torch.full_like(known, float("nan"))  # mask changed
+        return masks, perturbed, spent, Known.nothing(2, x.device)  # the mask changed
 
     monkeypatch.setattr(refinement, "trim_small_changes", trim_leaving_a_fragment)
     mask = RegularizedAdversarial(model).attribute(x, target=1, bounds=(0, 1))
@@ -313,7 +325,7 @@ def test_component_pruning_does_not_score_again_what_the_trim_scored() -> None:
     """The patch plus a moved pixel far from it: the pruning drops the pixel
     (the patch alone destroys the class) with or without the mask's known score;
     knowing it saves exactly its forward pass, and NaN means unknown."""
-    from captum_regadv._components import prune_components, score_masks
+    from captum_regadv._components import Known, prune_components, score_masks_and_classes
 
     model, x, truth = _patch_case(2)
     scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
@@ -322,14 +334,18 @@ def test_component_pruning_does_not_score_again_what_the_trim_scored() -> None:
     j = torch.where(truth, torch.zeros_like(x), x)
     j[:, :, 1, 14] = 1.0 - x[:, :, 1, 14]
     rows = torch.arange(2)
-    as_is = score_masks(scored, (x,), (j,), rows, (mask,), ((2, 3),), None)
+    as_is = Known(*score_masks_and_classes(scored, (x,), (j,), rows, (mask,), ((2, 3),), None))
     kwargs = dict(count=8, dims=((2, 3),), chunk=None)
-    (plain,), (jp,), spent = prune_components(scored, (x,), (mask,), (j,), **kwargs)
-    (reused,), (jr,), saved = prune_components(scored, (x,), (mask,), (j,), known=as_is, **kwargs)
-    half = as_is.clone()
-    half[1] = float("nan")
-    (mixed,), _, partly = prune_components(scored, (x,), (mask,), (j,), known=half, **kwargs)
+    (plain,), (jp,), spent, found = prune_components(scored, (x,), (mask,), (j,), **kwargs)
+    (reused,), (jr,), saved, _ = prune_components(scored, (x,), (mask,), (j,), known=as_is,
+                                                  **kwargs)
+    half = Known(as_is.values.clone(), as_is.scores.clone())
+    half.values[1] = float("nan")
+    (mixed,), _, partly, _ = prune_components(scored, (x,), (mask,), (j,), known=half, **kwargs)
     assert torch.equal(plain, truth) and torch.equal(reused, truth) and torch.equal(mixed, truth)
     assert torch.equal(jp, jr)
     assert spent.tolist() == [3, 3]  # as it is, without the patch, without the pixel
     assert saved.tolist() == [2, 2] and partly.tolist() == [2, 3]
+    # what it knows of its result: the kept candidate's exact APE_D terms and class score
+    values, scores = score_masks_and_classes(scored, (x,), (jp,), rows, (plain,), ((2, 3),), None)
+    assert torch.allclose(found.values, values) and torch.allclose(found.scores, scores)
