@@ -48,7 +48,7 @@ from ._outcome import DESTROYED
 
 __all__ = [
     "UNDESTROYED", "Known", "ape_terms", "change_size", "component_labels", "prune_components",
-    "score_masks", "score_masks_and_classes",
+    "score_masks",
 ]
 
 #: Added to the score of a candidate that does not destroy the class; above
@@ -73,20 +73,6 @@ class Known:
 
 
 def score_masks(
-    model: ScoredModel,
-    originals: tuple[Tensor, ...],
-    perturbed: tuple[Tensor, ...],
-    rows: Tensor,
-    keep: tuple[Tensor, ...],
-    dims: tuple[tuple[int, ...], ...],
-    chunk: Optional[int],
-) -> Tensor:
-    """APE_D terms ``(len(rows),)`` (float64) of candidates: the first part of
-    :func:`score_masks_and_classes`."""
-    return score_masks_and_classes(model, originals, perturbed, rows, keep, dims, chunk)[0]
-
-
-def score_masks_and_classes(
     model: ScoredModel,
     originals: tuple[Tensor, ...],
     perturbed: tuple[Tensor, ...],
@@ -318,8 +304,8 @@ def _score_keeps(
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
 ) -> tuple[Tensor, Tensor]:
-    """:func:`score_masks_and_classes` of candidates given as lists (example,
+    """:func:`score_masks` of candidates given as lists (example,
     per-input keeps)."""
     row_t = torch.tensor(rows, device=originals[0].device)
     keep_t = tuple(torch.stack([k[j] for k in keeps]) for j in range(len(originals)))
-    return score_masks_and_classes(model, originals, perturbed, row_t, keep_t, dims, chunk)
+    return score_masks(model, originals, perturbed, row_t, keep_t, dims, chunk)

@@ -66,7 +66,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._components import Known, prune_components, score_masks_and_classes
+from ._components import Known, prune_components, score_masks
 from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Objective
@@ -398,7 +398,7 @@ class _Candidates:
                 unit_keep, tuple(o[rows] for o in self.originals),
                 None if self.groups is None else self.groups.rows(rows),
             )
-            values, scores = score_masks_and_classes(
+            values, scores = score_masks(
                 self.model, self.originals, self.perturbed, rows, element_keep, self.dims, None,
             )
             parts.append(values)

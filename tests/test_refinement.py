@@ -84,10 +84,10 @@ def test_trim_drops_a_halo_of_small_changes_and_says_what_it_cost() -> None:
     assert torch.equal(jt, torch.where(truth, j, x))
     assert forwards.tolist() == [3, 3]  # the mask as it is and two cuts
     # what it returns as known is the kept mask's score, as the pruning would compute it
-    from captum_regadv._components import score_masks_and_classes
+    from captum_regadv._components import score_masks
 
     rows = torch.arange(2)
-    values, scores = score_masks_and_classes(scored, (x,), (jt,), rows, (trimmed,), ((2, 3),), None)
+    values, scores = score_masks(scored, (x,), (jt,), rows, (trimmed,), ((2, 3),), None)
     assert torch.allclose(known.values, values) and torch.allclose(known.scores, scores)
     assert torch.allclose(known.scores, torch.softmax(scored.forward_func(jt), 1)[:, 1].double())
 
@@ -141,8 +141,8 @@ def test_trim_drops_at_most_its_share_and_never_scores_worse(changes, seed) -> N
         assert float((j - x).abs()[0, :m][dropped].max()) <= float(
             (j - x).abs()[0, :m][trimmed[0, :m]].min())
     rows = torch.zeros(1, dtype=torch.long)
-    before = score_masks(scored, (x,), (j,), rows, (mask,), ((),), None)
-    after = score_masks(scored, (x,), (jt,), rows, (trimmed,), ((),), None)
+    before = score_masks(scored, (x,), (j,), rows, (mask,), ((),), None)[0]
+    after = score_masks(scored, (x,), (jt,), rows, (trimmed,), ((),), None)[0]
     assert float(after) <= float(before)
 
 
@@ -325,7 +325,7 @@ def test_component_pruning_does_not_score_again_what_the_trim_scored() -> None:
     """The patch plus a moved pixel far from it: the pruning drops the pixel
     (the patch alone destroys the class) with or without the mask's known score;
     knowing it saves exactly its forward pass, and NaN means unknown."""
-    from captum_regadv._components import Known, prune_components, score_masks_and_classes
+    from captum_regadv._components import Known, prune_components, score_masks
 
     model, x, truth = _patch_case(2)
     scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
@@ -334,7 +334,7 @@ def test_component_pruning_does_not_score_again_what_the_trim_scored() -> None:
     j = torch.where(truth, torch.zeros_like(x), x)
     j[:, :, 1, 14] = 1.0 - x[:, :, 1, 14]
     rows = torch.arange(2)
-    as_is = Known(*score_masks_and_classes(scored, (x,), (j,), rows, (mask,), ((2, 3),), None))
+    as_is = Known(*score_masks(scored, (x,), (j,), rows, (mask,), ((2, 3),), None))
     kwargs = dict(count=8, dims=((2, 3),), chunk=None)
     (plain,), (jp,), spent, found = prune_components(scored, (x,), (mask,), (j,), **kwargs)
     (reused,), (jr,), saved, _ = prune_components(scored, (x,), (mask,), (j,), known=as_is,
@@ -347,5 +347,5 @@ def test_component_pruning_does_not_score_again_what_the_trim_scored() -> None:
     assert spent.tolist() == [3, 3]  # as it is, without the patch, without the pixel
     assert saved.tolist() == [2, 2] and partly.tolist() == [2, 3]
     # what it knows of its result: the kept candidate's exact APE_D terms and class score
-    values, scores = score_masks_and_classes(scored, (x,), (jp,), rows, (plain,), ((2, 3),), None)
+    values, scores = score_masks(scored, (x,), (jp,), rows, (plain,), ((2, 3),), None)
     assert torch.allclose(found.values, values) and torch.allclose(found.scores, scores)
