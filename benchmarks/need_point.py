@@ -75,14 +75,13 @@ def main() -> None:
         model, x, truth = positives(domain, int(count), int(seed))
         seen = refinement_inputs(model, x)
         scored, originals, perturbed = seen["model"], seen["originals"], seen["perturbed"]
-        needs = {t: need_ranking(scored, originals, perturbed, seen["dims"], None, toward=t)[0]
-                 for t in POINTS}
+        ranked = {t: need_ranking(scored, originals, perturbed, seen["dims"], None, toward=t)
+                  for t in POINTS}
+        needs = {t: need[0] for t, (need, _) in ranked.items()}
         change, mask = seen["change"][0], seen["masks"][0]
         rankings = {f"t = {t}": needs[t] * change for t in POINTS}
         rankings["geo"] = (needs[0.0] * needs[0.5]).sqrt() * change
-        with torch.no_grad():
-            rows = torch.arange(x.shape[0])
-            log_odds = scored.log_odds_of(scored.output(perturbed, rows), rows)
+        log_odds = ranked[0.0][1]  # at J
         shares = {name: [truth_share(r[i], mask[i], truth[i]) for i in range(x.shape[0])]
                   for name, r in rankings.items()}
         worst = min(range(x.shape[0]), key=lambda i: shares["t = 0.0"][i])

@@ -15,6 +15,16 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
        r(x) = G\big[\,|\nabla_J \ell_i(J)(x)\,(I(x) - J(x))|\,\big]\cdot
               G\big[\,|J_1(x) - I(x)|\,\big].
 
+   **Saturated examples** (first round): where phase 2 destroyed the class
+   beyond anything APE_D rewards, :math:`\ell_i(J) < \log(1/N)` (the class
+   term :math:`M(J)_i < 1/N`, less than one element's share of
+   :math:`L_0/N`), the evidence no longer moves the log-odds at :math:`J`
+   and the need at :math:`J` misranks it (a shortcut mark ranked 135th to
+   195th of 375 elements). For those examples the first factor is the
+   geometric mean of the need at :math:`J` and at :math:`J + (I - J)/2`,
+   halfway back (:func:`desaturated_need`; one more forward+backward pass
+   for them only).
+
 2. **Prune**: keep the top :math:`\lceil q\,|m| \rceil` units for every
    candidate fraction :math:`q` of a geometric grid from 1 down to
    ``refine_smallest``, then as many sizes again evenly spaced between the
@@ -48,7 +58,8 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
    trim because a cut can leave a fragment behind (held-out shortcut: a
    4-pixel part 4 pixels from the mark, APE_D 0.0123 -> 0.0090 without it).
 
-Cost per round and example: one forward+backward pass for the ranking,
+Cost per round and example: one forward+backward pass for the ranking (two
+in the first round for a saturated example),
 ``refine_steps`` for the polish, ``2 x refine_candidates`` forward passes
 and one more for the loss of the polish's last iterate; the last round
 scores ``TRIM_CUTS + 1`` fewer fine sizes and spends them on the trim. The
@@ -75,7 +86,8 @@ from ._restricted import attack_within_mask
 from .perturbations import gaussian_blur
 
 __all__ = [
-    "Refinement", "candidate_fractions", "need_ranking", "prune_mask", "refine",
+    "Refinement", "candidate_fractions", "desaturated_need", "need_ranking", "prune_mask",
+    "refine",
     "smooth_over_space", "trim_small_changes", "unit_to_elements", "unit_values",
 ]
 
@@ -123,7 +135,12 @@ def refine(
     history: dict[str, Tensor] = {}
     for round_ in range(rounds):
         last = round_ == rounds - 1
-        need = need_ranking(model, originals, perturbed, dims, loop.batch_size)
+        need, log_odds = need_ranking(model, originals, perturbed, dims, loop.batch_size)
+        if round_ == 0:
+            need, saturated = desaturated_need(
+                model, originals, perturbed, need, log_odds, dims, loop.batch_size
+            )
+            passes[saturated] += 1
         ranking = tuple(a * b for a, b in zip(need, phase1_change))
         # the last round's trim is paid for with fine sizes
         fine = len(fractions) - (TRIM_CUTS + 1 if last else 0) if len(fractions) > 1 else 0
@@ -173,23 +190,26 @@ def need_ranking(
     chunk: Optional[int],
     *,
     toward: float = 0.0,
-) -> tuple[Tensor, ...]:
+) -> tuple[tuple[Tensor, ...], Tensor]:
     r"""How much each element of ``J`` is needed, smoothed, with the gradient
     taken at the point ``toward`` of the way from :math:`J` back to :math:`I`:
 
     .. math::
 
         G\big[\,|\nabla \ell_i(J_t) \odot (I - J)|\,\big], \qquad
-        J_t = J + t\,(I - J),\quad t = \texttt{toward} \in [0, 1).
+        J_t = J + t\,(I - J),\quad t = \texttt{toward} \in [0, 1),
 
-    The refinement uses :math:`t = 0` (default). One forward+backward pass
-    (``chunk`` examples at a time); shaped like the inputs. ``benchmarks/need_point.py``
-    measures other points (the method page's "Where the need is measured")."""
+    shaped like the inputs, and the log-odds :math:`\ell_i(J_t)` ``(N,)``. The
+    refinement uses :math:`t = 0` (default), and :math:`t = 1/2` for saturated
+    examples (:func:`desaturated_need`). One forward+backward pass (``chunk``
+    examples at a time). ``benchmarks/need_point.py`` measures other points
+    (the method page's "Where the need is measured")."""
     if not 0.0 <= toward < 1.0:
         raise ValueError(f"toward must be in [0, 1), got {toward}")
     n = originals[0].shape[0]
     step = n if chunk is None else max(1, chunk)
     parts: list[tuple[Tensor, ...]] = []
+    log_odds: list[Tensor] = []
     for start in range(0, n, step):
         rows = torch.arange(start, min(start + step, n), device=originals[0].device)
         params = tuple(
@@ -199,14 +219,49 @@ def need_ranking(
         sub = model.subset(rows)
         local = torch.arange(rows.numel(), device=rows.device)
         with torch.enable_grad():
-            value = sub.log_odds_of(sub.output(params, local), local).sum()
-            grads = torch.autograd.grad(value, params, allow_unused=True)
+            value = sub.log_odds_of(sub.output(params, local), local)
+            grads = torch.autograd.grad(value.sum(), params, allow_unused=True)
+        log_odds.append(value.detach())
         parts.append(tuple(
             torch.zeros_like(j[rows]) if g is None else (g * (o[rows] - j[rows])).abs().detach()
             for g, o, j in zip(grads, originals, perturbed)
         ))
     need = tuple(torch.cat(column) for column in zip(*parts))
-    return smooth_over_space(need, dims)
+    return smooth_over_space(need, dims), torch.cat(log_odds)
+
+
+def desaturated_need(
+    model: ScoredModel,
+    originals: tuple[Tensor, ...],
+    perturbed: tuple[Tensor, ...],
+    need: tuple[Tensor, ...],
+    log_odds: Tensor,
+    dims: tuple[tuple[int, ...], ...],
+    chunk: Optional[int],
+) -> tuple[tuple[Tensor, ...], Tensor]:
+    r"""The need at ``J`` (``need``, with ``log_odds`` :math:`\ell_i(J)`, from
+    :func:`need_ranking`), where :math:`\ell_i(J) < \log(1/N)` replaced by the
+    geometric mean of itself and the need halfway back to :math:`I`:
+
+    .. math::
+
+        \sqrt{\,G[|\nabla \ell_i(J) \odot (I - J)|]\cdot
+               G[|\nabla \ell_i(J_{1/2}) \odot (I - J)|]\,}, \qquad
+        J_{1/2} = \tfrac{1}{2}(I + J),
+
+    :math:`N` the elements of one example. Returns the need and the indices of
+    the examples replaced, each of which cost one forward+backward pass."""
+    elements = sum(o[0].numel() for o in originals)
+    saturated = torch.nonzero(log_odds < -math.log(elements)).flatten()
+    if saturated.numel() == 0:
+        return need, saturated
+    halfway, _ = need_ranking(
+        model.subset(saturated), tuple(o[saturated] for o in originals),
+        tuple(p[saturated] for p in perturbed), dims, chunk, toward=0.5,
+    )
+    return tuple(
+        a.index_copy(0, saturated, (a[saturated] * b).sqrt()) for a, b in zip(need, halfway)
+    ), saturated
 
 
 def candidate_fractions(count: int, smallest: float) -> tuple[float, ...]:

@@ -285,40 +285,95 @@ def test_a_fragment_the_trim_leaves_is_pruned_after_it(monkeypatch) -> None:
 
 
 class _GatedPatch(torch.nn.Module):
-    """z1 = 20 relu(mean of the patch 2:5 x 2:5 - 0.5) - 2 + 0.5 x[12, 12], z0 = 0:
-    once the patch is darkened below 0.5 the class no longer responds to it."""
+    """z1 = 20 leaky_relu(mean of the patch 2:5 x 2:5 - 0.5, slope 0.01) - 6 + x[12, 12],
+    z0 = 0: once the patch is darkened below 0.5 the class barely responds to it."""
+
+    def __init__(self, bias: float = -6.0) -> None:
+        super().__init__()
+        self.bias = bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         patch = x[:, 0, 2:5, 2:5].mean((1, 2))
-        z1 = 20.0 * torch.relu(patch - 0.5) - 2.0 + 0.5 * x[:, 0, 12, 12]
+        z1 = 20.0 * torch.nn.functional.leaky_relu(patch - 0.5, 0.01) + self.bias + x[:, 0, 12, 12]
         return torch.stack([torch.zeros_like(z1), z1], dim=1)
 
 
+def _gated_case() -> tuple[ScoredModel, torch.Tensor, torch.Tensor]:
+    """Two 16 x 16 examples with the patch darkened from 1 to 0.1 in J. Example 0:
+    the far pixel goes 0.6 -> 0.2, log-odds at J -5.88, below log(1/256) = -5.55
+    (saturated); example 1: 0.2 -> 0.9, log-odds -5.18."""
+    x = torch.full((2, 1, 16, 16), 0.2)
+    x[:, :, 2:5, 2:5] = 1.0
+    x[0, 0, 12, 12] = 0.6
+    j = x.clone()
+    j[:, :, 2:5, 2:5] = 0.1
+    j[0, 0, 12, 12], j[1, 0, 12, 12] = 0.2, 0.9
+    scored, _ = ScoredModel.build(_GatedPatch().eval(), (x,), (), 1, "softmax")
+    return scored, x, j
+
+
+PATCH_2 = (0, 0, slice(2, 5), slice(2, 5))
+
+
 def test_need_taken_on_the_way_back_sees_evidence_the_destroyed_input_hides() -> None:
-    """At J the patch's gradient is exactly 0 (the relu is off), so the need at
-    J ranks the patch below the far pixel that J also changed; halfway back to
-    I the patch is seen again and ranks first. toward=0 is the refinement's
-    need, and toward must lie in [0, 1)."""
+    """At J the patch's gradient is 100 times smaller than before (the leaky
+    relu is off), so the need at J ranks the patch below the far pixel; halfway
+    back to I the patch ranks first. The need at J and the log-odds by hand;
+    toward must lie in [0, 1)."""
     from captum_regadv._refinement import need_ranking
     from captum_regadv.perturbations import gaussian_blur
 
-    x = torch.full((1, 1, 16, 16), 0.2)
-    x[:, :, 2:5, 2:5] = 1.0
-    j = x.clone()
-    j[:, :, 2:5, 2:5] = 0.1
-    j[:, :, 12, 12] = 0.9
-    scored, _ = ScoredModel.build(_GatedPatch().eval(), (x,), (), 1, "softmax")
-    patch = (0, 0, slice(2, 5), slice(2, 5))
-    (at_j,) = need_ranking(scored, (x,), (j,), ((2, 3),), None)
-    (halfway,) = need_ranking(scored, (x,), (j,), ((2, 3),), None, toward=0.5)
-    assert float(at_j[patch].max()) == 0.0 and float(at_j[0, 0, 12, 12]) > 0.0
-    assert float(halfway[patch].min()) > float(halfway[0, 0, 12, 12]) > 0.0
-    # by hand at J: d(z1 - z0)/dx = 0.5 at (12, 12) only, |I - J| = 0.7 there
+    scored, x, j = _gated_case()
+    (at_j,), log_odds = need_ranking(scored, (x,), (j,), ((2, 3),), None)
+    (halfway,), _ = need_ranking(scored, (x,), (j,), ((2, 3),), None, toward=0.5)
+    assert torch.allclose(log_odds, torch.tensor([-5.88, -5.18]), atol=1e-5)
+    # by hand: d(z1 - z0)/dx = 20 * 0.01 / 9 on the patch (|I - J| = 0.9), 1 at (12, 12)
     expected = torch.zeros_like(x)
-    expected[0, 0, 12, 12] = 0.5 * 0.7
-    assert torch.allclose(at_j, gaussian_blur(expected, 1.0, (2, 3)), atol=1e-7)
+    expected[:, :, 2:5, 2:5] = 20 * 0.01 / 9 * 0.9
+    expected[:, 0, 12, 12] = torch.tensor([0.4, 0.7])
+    assert torch.allclose(at_j, gaussian_blur(expected, 1.0, (2, 3)), atol=1e-6)
+    assert float(at_j[PATCH_2].max()) < float(at_j[0, 0, 12, 12])
+    assert float(halfway[PATCH_2].max()) > float(halfway[0, 0, 12, 12]) > 0.0
     with pytest.raises(ValueError, match="toward"):
         need_ranking(scored, (x,), (j,), ((2, 3),), None, toward=1.0)
+
+
+def test_only_saturated_examples_get_the_need_halfway_back() -> None:
+    """Example 0 (log-odds below log(1/N)) gets the geometric mean of the need at
+    J and halfway back, and with it the patch ranks above the far pixel; example
+    1 keeps its need at J exactly."""
+    from captum_regadv._refinement import desaturated_need, need_ranking
+
+    scored, x, j = _gated_case()
+    need, log_odds = need_ranking(scored, (x,), (j,), ((2, 3),), None)
+    (halfway,), _ = need_ranking(scored, (x,), (j,), ((2, 3),), None, toward=0.5)
+    (mixed,), saturated = desaturated_need(scored, (x,), (j,), need, log_odds, ((2, 3),), None)
+    assert saturated.tolist() == [0]
+    assert torch.equal(mixed[1], need[0][1])
+    assert torch.allclose(mixed[0], (need[0][0] * halfway[0]).sqrt())
+    assert float(mixed[0][PATCH_2[1:]].max()) > float(mixed[0, 0, 12, 12])
+    # nothing saturated: nothing changes, nothing spent
+    (same,), none = desaturated_need(scored, (x,), (j,), need, log_odds.clamp(min=0.0),
+                                     ((2, 3),), None)
+    assert torch.equal(same, need[0]) and none.numel() == 0
+
+
+@pytest.mark.parametrize("bias, passes", [(-6.0, 99), (-5.0, 98)])
+def test_a_saturated_example_pays_one_pass_more_counted_on_the_model(bias, passes) -> None:
+    """With bias -6 phase 2 leaves the log-odds at most -6.1 + x[12, 12] (far pixel
+    in the mask: -6.1), below log(1/256) = -5.55: every example pays the extra
+    pass; with bias -5 none does. The hooks on the model count the same."""
+    from captum_regadv.benchmark.passes import count_passes
+
+    _, x, _ = _gated_case()
+    model = _GatedPatch(bias).eval()
+    explainer = RegularizedAdversarial(model)
+    with count_passes(model) as count:
+        explainer.attribute(x, target=1, bounds=(0, 1))
+    d = explainer.last_diagnostics
+    assert d.passes.tolist() == [passes, passes]
+    assert count.forward_backward == 2 * passes + 2  # + the gradient check
+    assert count.forward_only == int(d.forward_passes.sum())
 
 
 def test_component_pruning_does_not_score_again_what_the_trim_scored() -> None:

@@ -375,7 +375,9 @@ def test_multiplier_and_search_rescue_examples_the_fixed_weights_leave_unexplain
     assert bool((prob1(model, j) < 0.5).all())
     d = ra.last_diagnostics
     assert bool((d.attempts == 1).all()) and bool((d.multiplier > 1).all())
-    assert torch.equal(ra.last_steps, fixed.last_steps)
+    # the same passes, but one: phase 2 leaves these examples' log-odds below
+    # log(1/6), so the first refinement round also takes the need halfway back
+    assert torch.equal(ra.last_steps, fixed.last_steps + 1)
     # the restart search (opt-in) rescues them too, at the cost of another run
     search = RegularizedAdversarial(model)
     mask, j = search.attribute(
