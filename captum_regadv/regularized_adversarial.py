@@ -317,8 +317,10 @@ class RegularizedAdversarial(MaskAttribution):
                 (0, 1]. Default 0.05.
             refine_steps: phase-2 updates inside the pruned mask per round,
                 >= 0. Default 5. The defaults cost 60 + 20 + 3 x (1 + 5) = 98
-                forward+backward passes and 54 to 60 forward-only passes per
-                example (method page, "What it costs").
+                forward+backward passes (99 for an example that phase 2 leaves
+                with log-odds below log(1/N), ranked halfway back too) and 54
+                to 60 forward-only passes per example (method page, "What it
+                costs").
             refine_components: after the refinement's last trim, the mask
                 without each of its this many smallest connected components
                 (full connectivity over the spatial dims) is scored, then
