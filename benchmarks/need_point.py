@@ -2,9 +2,11 @@
 
 The refinement's first round ranks the mask's elements by the smoothed need
 G[|grad l(J_t) * (I - J)|] times phase 1's smoothed change, with the gradient
-at J (t = 0). Where phase 2 destroyed the class far beyond what is needed
-(log-odds -16 instead of the usual -5 to -9), the evidence no longer moves the
-log-odds at J and ranks low. For every set (domain:positives:seed, as in
+at J (t = 0), and for an example whose log-odds at J is below log(1/N) by the
+geometric mean of the needs at t = 0 and t = 0.5 (``desaturated_need``). Where
+phase 2 destroyed the class far beyond what is needed (log-odds -16 instead
+of the usual -5 to -9), the evidence no longer moves the log-odds at J and
+ranks low at t = 0. For every set (domain:positives:seed, as in
 ``shrink_rate.py``) this script runs the method with the defaults up to the
 refinement, takes the refinement's own inputs, and prints for the points
 t = 0, 0.25, 0.5 (and the geometric mean of the needs at 0 and 0.5) the share
