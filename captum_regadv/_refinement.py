@@ -19,8 +19,8 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
    beyond anything APE_D rewards, :math:`\ell_i(J) < \log(1/N)` (the class
    term :math:`M(J)_i < 1/N`, less than one element's share of
    :math:`L_0/N`), the evidence no longer moves the log-odds at :math:`J`
-   and the need at :math:`J` misranks it (a shortcut mark ranked 135th to
-   195th of 375 elements). For those examples the first factor is the
+   and the need at :math:`J` misranks it (none of a shortcut mark's 9
+   pixels in the ranking's top 8 of 375). For those examples the first factor is the
    geometric mean of the need at :math:`J` and at :math:`J + (I - J)/2`,
    halfway back (:func:`desaturated_need`; one more forward+backward pass
    for them only).
