@@ -105,7 +105,9 @@ def _final_scores(
 
 
 def _passes_per_run(settings: PhaseSettings) -> int:
-    """Forward+backward passes of one explanation of one example (no early stop)."""
+    """Forward+backward passes of one explanation of one example (no early stop;
+    one more where the refinement finds the example saturated, which is only
+    known once it runs)."""
     refines = (
         settings.refine_fractions and settings.refine_rounds and settings.phase2.steps
         and settings.mode == "destroy"
