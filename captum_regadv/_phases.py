@@ -141,6 +141,7 @@ def explain_once(
     history["phase 2"] = phase2_history
     steps_run = steps_run + phase2_steps
     forward_passes = forward_passes + phase2_evaluations
+    scores: Optional[Tensor] = None  # M(J)_i where the refinement scored its J
     if s.refine_fractions and s.refine_rounds and s.mode == "destroy" and (
         model.score != "identity"
     ):
@@ -154,13 +155,10 @@ def explain_once(
         history.update(refined.history)
         steps_run = steps_run + refined.passes
         forward_passes = forward_passes + refined.forward_passes
-        return Explanation(
-            masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes,
-            history, phase1_loss.multiplier, refined.known.scores,
-        )
+        scores = refined.known.scores
     return Explanation(
         masks, tuple(p.detach().clone() for p in perturbed), steps_run, forward_passes, history,
-        phase1_loss.multiplier,
+        phase1_loss.multiplier, scores,
     )
 
 

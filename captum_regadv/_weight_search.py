@@ -11,6 +11,7 @@ examples it re-runs, which :class:`Diagnostics` counts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -91,12 +92,13 @@ def _final_scores(
     """``M(J)_i`` of a run's ``J`` (as ``dtype``, the model output's) and the
     forward passes spent on it per example: where the refinement scored the
     ``J`` it returns, that score (no pass), else one forward pass."""
-    if run.scores is None:
-        scores = _scores(model, run.perturbed, chunk)
-        return scores, torch.ones(scores.shape[0], dtype=torch.long, device=scores.device)
-    known = torch.isfinite(run.scores)
+    n = run.perturbed[0].shape[0]
+    device = run.perturbed[0].device
+    scores = torch.full((n,), math.nan, dtype=dtype, device=device)
+    if run.scores is not None:
+        scores = run.scores.to(dtype, copy=True)
+    known = torch.isfinite(scores)
     missing = torch.nonzero(~known).flatten()
-    scores = run.scores.to(dtype)
     if missing.numel():
         scores[missing] = _scores(
             model.subset(missing), tuple(p[missing] for p in run.perturbed), chunk
