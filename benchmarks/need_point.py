@@ -27,7 +27,7 @@ import torch
 
 import captum_regadv._phases as phases
 from captum_regadv import RegularizedAdversarial
-from captum_regadv._refinement import need_ranking
+from captum_regadv._need import need_ranking
 from _common import parser, setup
 from quality_vs_passes import positives
 

@@ -19,7 +19,8 @@ from ._groups import Groups
 from ._objectives import Mode, Objective, project_into, reference_value
 from ._optimization import LoopSettings, minimize_per_example
 from ._phase1_loss import Phase1Loss, support
-from ._refinement import refine, smooth_over_space
+from ._need import smooth_over_space
+from ._refinement import refine
 from ._shrinking import attack_while_shrinking
 from ._restricted import attack_within_mask
 

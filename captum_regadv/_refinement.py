@@ -15,15 +15,10 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
        r(x) = G\big[\,|\nabla_J \ell_i(J)(x)\,(I(x) - J(x))|\,\big]\cdot
               G\big[\,|J_1(x) - I(x)|\,\big].
 
-   **Saturated examples** (first round): where phase 2 destroyed the class
-   beyond anything APE_D rewards, :math:`\ell_i(J) < \log(1/N)` (the class
-   term :math:`M(J)_i < 1/N`, less than one element's share of
-   :math:`L_0/N`), the evidence no longer moves the log-odds at :math:`J`
-   and the need at :math:`J` misranks it (none of a shortcut mark's 9
-   pixels in the ranking's top 8 of 375). For those examples the first factor is the
-   geometric mean of the need at :math:`J` and at :math:`J + (I - J)/2`,
-   halfway back (:func:`desaturated_need`; one more forward+backward pass
-   for them only).
+   In the first round, an example whose log-odds phase 2 left below
+   :math:`\log(1/N)` is ranked by the geometric mean of the need at
+   :math:`J` and halfway back to :math:`I` (:mod:`captum_regadv._need`, which
+   has the maths; one more forward+backward pass for it).
 
 2. **Prune**: keep the top :math:`\lceil q\,|m| \rceil` units for every
    candidate fraction :math:`q` of a geometric grid from 1 down to
@@ -82,13 +77,12 @@ from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Objective
 from ._optimization import LoopSettings
+from ._need import desaturated_need, need_ranking
 from ._restricted import attack_within_mask
-from .perturbations import gaussian_blur
 
 __all__ = [
-    "Refinement", "candidate_fractions", "desaturated_need", "need_ranking", "prune_mask",
-    "refine",
-    "smooth_over_space", "trim_small_changes", "unit_to_elements", "unit_values",
+    "Refinement", "candidate_fractions", "prune_mask", "refine", "trim_small_changes",
+    "unit_to_elements", "unit_values",
 ]
 
 #: Cuts the trim scores per example, and the largest share of the mask it may drop.
@@ -175,93 +169,6 @@ def refine(
         )
         forwards += spent
     return masks, perturbed, Refinement(passes, forwards, history, known)
-
-
-def smooth_over_space(values: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...]) -> tuple[Tensor, ...]:
-    """Gaussian blur (sigma 1) over each input's spatial dims (none: unchanged)."""
-    return tuple(gaussian_blur(v, 1.0, d) if d else v for v, d in zip(values, dims))
-
-
-def need_ranking(
-    model: ScoredModel,
-    originals: tuple[Tensor, ...],
-    perturbed: tuple[Tensor, ...],
-    dims: tuple[tuple[int, ...], ...],
-    chunk: Optional[int],
-    *,
-    toward: float = 0.0,
-) -> tuple[tuple[Tensor, ...], Tensor]:
-    r"""How much each element of ``J`` is needed, smoothed, with the gradient
-    taken at the point ``toward`` of the way from :math:`J` back to :math:`I`:
-
-    .. math::
-
-        G\big[\,|\nabla \ell_i(J_t) \odot (I - J)|\,\big], \qquad
-        J_t = J + t\,(I - J),\quad t = \texttt{toward} \in [0, 1),
-
-    shaped like the inputs, and the log-odds :math:`\ell_i(J_t)` ``(N,)``. The
-    refinement uses :math:`t = 0` (default), and :math:`t = 1/2` for saturated
-    examples (:func:`desaturated_need`). One forward+backward pass (``chunk``
-    examples at a time). ``benchmarks/need_point.py`` measures other points
-    (the method page's "Where the need is measured")."""
-    if not 0.0 <= toward < 1.0:
-        raise ValueError(f"toward must be in [0, 1), got {toward}")
-    n = originals[0].shape[0]
-    step = n if chunk is None else max(1, chunk)
-    parts: list[tuple[Tensor, ...]] = []
-    log_odds: list[Tensor] = []
-    for start in range(0, n, step):
-        rows = torch.arange(start, min(start + step, n), device=originals[0].device)
-        params = tuple(
-            (p[rows] + toward * (o[rows] - p[rows])).detach().clone().requires_grad_(True)
-            for p, o in zip(perturbed, originals)
-        )
-        sub = model.subset(rows)
-        local = torch.arange(rows.numel(), device=rows.device)
-        with torch.enable_grad():
-            value = sub.log_odds_of(sub.output(params, local), local)
-            grads = torch.autograd.grad(value.sum(), params, allow_unused=True)
-        log_odds.append(value.detach())
-        parts.append(tuple(
-            torch.zeros_like(j[rows]) if g is None else (g * (o[rows] - j[rows])).abs().detach()
-            for g, o, j in zip(grads, originals, perturbed)
-        ))
-    need = tuple(torch.cat(column) for column in zip(*parts))
-    return smooth_over_space(need, dims), torch.cat(log_odds)
-
-
-def desaturated_need(
-    model: ScoredModel,
-    originals: tuple[Tensor, ...],
-    perturbed: tuple[Tensor, ...],
-    need: tuple[Tensor, ...],
-    log_odds: Tensor,
-    dims: tuple[tuple[int, ...], ...],
-    chunk: Optional[int],
-) -> tuple[tuple[Tensor, ...], Tensor]:
-    r"""The need at ``J`` (``need``, with ``log_odds`` :math:`\ell_i(J)`, from
-    :func:`need_ranking`), where :math:`\ell_i(J) < \log(1/N)` replaced by the
-    geometric mean of itself and the need halfway back to :math:`I`:
-
-    .. math::
-
-        \sqrt{\,G[|\nabla \ell_i(J) \odot (I - J)|]\cdot
-               G[|\nabla \ell_i(J_{1/2}) \odot (I - J)|]\,}, \qquad
-        J_{1/2} = \tfrac{1}{2}(I + J),
-
-    :math:`N` the elements of one example. Returns the need and the indices of
-    the examples replaced, each of which cost one forward+backward pass."""
-    elements = sum(o[0].numel() for o in originals)
-    saturated = torch.nonzero(log_odds < -math.log(elements)).flatten()
-    if saturated.numel() == 0:
-        return need, saturated
-    halfway, _ = need_ranking(
-        model.subset(saturated), tuple(o[saturated] for o in originals),
-        tuple(p[saturated] for p in perturbed), dims, chunk, toward=0.5,
-    )
-    return tuple(
-        a.index_copy(0, saturated, (a[saturated] * b).sqrt()) for a, b in zip(need, halfway)
-    ), saturated
 
 
 def candidate_fractions(count: int, smallest: float) -> tuple[float, ...]:

@@ -33,6 +33,7 @@ from ._coarse_to_fine import check_coarse_to_fine, explain_coarse_to_fine
 from ._forward import ScoredModel
 from ._groups import FeatureMask, Groups, resolve_groups
 from ._objectives import MODES, OBJECTIVES, Mode, Objective
+from ._outcome import warn_on_failures
 from ._optimization import OptimizerClass
 from ._multiscale import multiscale_change
 from ._phases import PhaseSettings
@@ -52,6 +53,7 @@ __all__ = [
     "explain",
     "format_result",
     "prepare_call",
+    "warn_about_result",
     "warn_if_large",
 ]
 
@@ -261,8 +263,28 @@ def format_result(
     return out, perturbed_out
 
 
-def warn_if_large(masks: tuple[Tensor, ...], mode: Mode) -> None:
-    """Warn when a destroying mask covers most of its example."""
+def warn_about_result(
+    diagnostics: Diagnostics,
+    masks: tuple[Tensor, ...],
+    *,
+    mode: Mode,
+    score: str,
+    phase2_steps: int,
+) -> None:
+    """The warnings of one call, at the line of :meth:`attribute`'s caller: a
+    class not destroyed (not with ``phase2_steps=0``, which returns ``J = I`` by
+    request; :mod:`captum_regadv._outcome`) and a mask over most of its example."""
+    if phase2_steps > 0:
+        warn_on_failures(
+            diagnostics.score_before, diagnostics.score_after, mode=mode, score=score,
+            method="RegularizedAdversarial", hints=HINTS, stacklevel=5,
+        )
+    warn_if_large(masks, mode, stacklevel=5)
+
+
+def warn_if_large(masks: tuple[Tensor, ...], mode: Mode, *, stacklevel: int = 4) -> None:
+    """Warn when a destroying mask covers most of its example (``stacklevel``:
+    for :func:`warnings.warn`)."""
     if mode != "destroy":
         return
     covered = torch.stack([m.flatten(1).sum(1) for m in masks]).sum(0)
@@ -276,5 +298,5 @@ def warn_if_large(masks: tuple[Tensor, ...], mode: Mode) -> None:
             "features over the whole image) or the class was not destroyed; check "
             "last_diagnostics.score_after",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )

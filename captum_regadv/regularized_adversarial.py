@@ -57,16 +57,14 @@ from ._forward import ScoredModel
 from ._groups import FeatureMask
 from ._objectives import Mode, Objective
 from ._optimization import OptimizerClass
-from ._outcome import warn_on_failures
 from ._regadv_call import (  # LARGE_MASK, PHASE2_LR_FACTOR: re-exported
-    HINTS,
     LARGE_MASK,
     PHASE2_LR_FACTOR,
     Attribution,
     explain,
     format_result,
     prepare_call,
-    warn_if_large,
+    warn_about_result,
 )
 from ._shapes import lift_scalars
 from ._value_scale import ValueScale
@@ -439,12 +437,8 @@ class RegularizedAdversarial(MaskAttribution):
                 search_factor=search_factor, coarse_to_fine=coarse_to_fine,
             )
         self.last_diagnostics = diagnostics
-        if phase2_steps > 0:  # phase2_steps=0 returns J = I by request
-            warn_on_failures(
-                diagnostics.score_before, diagnostics.score_after, mode=mode,
-                score=model.score, method="RegularizedAdversarial", hints=HINTS,
-            )
-        warn_if_large(masks, mode)
+        warn_about_result(diagnostics, masks, mode=mode, score=model.score,
+                          phase2_steps=phase2_steps)
         return format_result(
             masks, unit.decode(perturbed, working, originals, call.bounds), originals,
             lifted=lifted, groups=call.groups, attribution=attribution, dims=settings.dims,

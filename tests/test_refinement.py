@@ -320,7 +320,7 @@ def test_need_taken_on_the_way_back_sees_evidence_the_destroyed_input_hides() ->
     relu is off), so the need at J ranks the patch below the far pixel; halfway
     back to I the patch ranks first. The need at J and the log-odds by hand;
     toward must lie in [0, 1)."""
-    from captum_regadv._refinement import need_ranking
+    from captum_regadv._need import need_ranking
     from captum_regadv.perturbations import gaussian_blur
 
     scored, x, j = _gated_case()
@@ -342,7 +342,7 @@ def test_only_saturated_examples_get_the_need_halfway_back() -> None:
     """Example 0 (log-odds below log(1/N)) gets the geometric mean of the need at
     J and halfway back, and with it the patch ranks above the far pixel; example
     1 keeps its need at J exactly."""
-    from captum_regadv._refinement import desaturated_need, need_ranking
+    from captum_regadv._need import desaturated_need, need_ranking
 
     scored, x, j = _gated_case()
     need, log_odds = need_ranking(scored, (x,), (j,), ((2, 3),), None)

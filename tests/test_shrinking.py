@@ -10,7 +10,7 @@ from captum_regadv import RegularizedAdversarial
 from captum_regadv._boundary import loop_settings, resolve_bounds
 from captum_regadv._forward import ScoredModel
 from captum_regadv._groups import resolve_groups
-from captum_regadv._refinement import smooth_over_space
+from captum_regadv._need import smooth_over_space
 from captum_regadv._components import component_labels
 from captum_regadv._shrinking import (
     attack_while_shrinking,

@@ -149,7 +149,7 @@ def test_plot_convergence_rejects_bad_input() -> None:
 @pytest.mark.parametrize(
     "module",
     ["regularized_adversarial", "meaningful_perturbation", "recipes", "metrics", "mask_rules",
-     "_phases", "_refinement", "_weight_search", "_optimization", "_groups"],
+     "_phases", "_refinement", "_need", "_weight_search", "_optimization", "_groups"],
 )
 def test_no_plotting_inside_algorithms(module: str) -> None:
     import importlib
