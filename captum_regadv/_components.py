@@ -47,8 +47,8 @@ from ._forward import ScoredModel
 from ._outcome import DESTROYED
 
 __all__ = [
-    "UNDESTROYED", "Known", "ape_terms", "change_size", "component_labels", "prune_components",
-    "score_masks",
+    "UNDESTROYED", "Known", "ape_terms", "change_size", "component_labels", "count_parts",
+    "prune_components", "score_masks",
 ]
 
 #: Added to the score of a candidate that does not destroy the class; above
@@ -148,6 +148,32 @@ def _binary_variation(changed: Tensor, dims: tuple[int, ...]) -> Tensor:
     return total
 
 
+def _spatial_labels(
+    mask: Tensor, spatial_dims: tuple[int, ...]
+) -> tuple[np.ndarray, int, tuple[int, ...]]:
+    """Connected parts of one example's mask (``mask``: the input's row) over its
+    spatial dims (``spatial_dims``: dims of the batched input), the other dims
+    merged: labels (numpy), their count, and the merged dims of ``mask``."""
+    other = tuple(a - 1 for a in range(1, mask.dim() + 1) if a not in spatial_dims)
+    spatial = mask.any(dim=other) if other else mask
+    array = spatial.detach().cpu().numpy()
+    labels, count = ndimage.label(array, structure=np.ones((3,) * array.ndim, dtype=bool))
+    return labels, int(count), other
+
+
+def count_parts(masks: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...], example: int) -> int:
+    """How many connected parts the mask of example ``example`` has, over the
+    inputs with spatial dims (as :func:`prune_components` finds them; inputs
+    without spatial dims count none).
+
+    Example:
+        >>> m = torch.tensor([[[[True, False, True], [True, False, False]]]])
+        >>> count_parts((m,), ((2, 3),), 0)
+        2
+    """
+    return sum(_spatial_labels(m[example], d)[1] for m, d in zip(masks, dims) if d)
+
+
 def _components(
     masks: tuple[Tensor, ...], dims: tuple[tuple[int, ...], ...], example: int
 ) -> list[tuple[int, Tensor]]:
@@ -157,10 +183,7 @@ def _components(
         if not d:
             continue
         mask = m[example]
-        other = tuple(a - 1 for a in range(1, m.dim()) if a not in d)
-        spatial = mask.any(dim=other) if other else mask
-        array = spatial.detach().cpu().numpy()
-        labels, count = ndimage.label(array, structure=np.ones((3,) * array.ndim, dtype=bool))
+        labels, count, other = _spatial_labels(mask, d)
         labels_t = torch.from_numpy(labels).to(mask.device)
         for c in range(1, count + 1):
             part = labels_t == c

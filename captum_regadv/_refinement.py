@@ -45,9 +45,10 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
    :math:`I`, far below the rest of the mask. With the mask's changes
    :math:`c_1 \ge \dots \ge c_m` (:math:`c = |J - I|`, a group by its
    mean), the ``TRIM_CUTS`` cuts :math:`s` with the largest ratios
-   :math:`c_s / c_{s+1}` that drop at most ``TRIM_SHARE`` of the mask are
-   candidates "keep the top :math:`s`", scored like the sizes of step 2
-   with the mask as it is; the lowest is kept.
+   :math:`c_s / c_{s+1}` that drop at most ``TRIM_SHARE`` of the mask (up to
+   ``TRIM_DEEP_SHARE`` where the cut leaves the mask in no more connected
+   parts than it has) are candidates "keep the top :math:`s`", scored like
+   the sizes of step 2 with the mask as it is; the lowest is kept.
 5. **Component pruning** (last, :mod:`captum_regadv._components`): the
    mask without each of its smallest connected parts; it comes after the
    trim because a cut can leave a fragment behind (held-out shortcut: a
@@ -72,7 +73,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._components import Known, prune_components, score_masks
+from ._components import Known, count_parts, prune_components, score_masks
 from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Objective
@@ -87,6 +88,9 @@ __all__ = [
 
 #: Cuts the trim scores per example, and the largest share of the mask it may drop.
 TRIM_CUTS, TRIM_SHARE = 2, 0.4
+#: A deeper cut, up to this share, is a candidate only where it leaves the mask
+#: in no more connected parts than it has (inputs with spatial dims).
+TRIM_DEEP_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,8 @@ def trim_small_changes(
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Known]:
     r"""Step 4 of the module: keep the top :math:`s` units by :math:`|J - I|` for
     the ``TRIM_CUTS`` cuts with the largest ratios :math:`c_s / c_{s+1}` that
-    drop at most ``TRIM_SHARE`` of the mask, or the mask as it is, whichever
+    drop at most ``TRIM_SHARE`` of the mask (``TRIM_DEEP_SHARE`` if the cut
+    leaves no more connected parts than the mask has), or the mask as it is, whichever
     has the lowest APE_D terms. Returns the masks, ``J``, the forward passes
     per example ``(N,)`` (``TRIM_CUTS + 1`` where a cut exists, else 0) and
     the kept candidate's APE_D terms and class score (:class:`~._components.Known`,
@@ -295,9 +300,12 @@ def trim_small_changes(
     ratios = logs[:, :-1] - logs[:, 1:]  # column s - 1: keep s, drop from s + 1 on
     keep_sizes = torch.arange(1, units, device=count.device)
     smallest = torch.ceil((1 - TRIM_SHARE) * count.double()).long().clamp(min=1)
+    share = TRIM_DEEP_SHARE if any(dims) else TRIM_SHARE
+    deepest = torch.ceil((1 - share) * count.double()).long().clamp(min=1)
     moved = (ordered > 0).sum(1)  # cuts among changed units (J = I ones go with any cut)
-    allowed = (keep_sizes >= smallest[:, None]) & (keep_sizes < moved[:, None])
+    allowed = (keep_sizes >= deepest[:, None]) & (keep_sizes < moved[:, None])
     ratios = torch.where(allowed, ratios, torch.full_like(ratios, -math.inf))
+    _admit_deep_cuts(ratios, rank, count, smallest, originals, dims, groups)
     best, where = torch.topk(ratios, min(TRIM_CUTS, units - 1), dim=1)
     cut = torch.where(torch.isfinite(best), where + 1, count[:, None])
     rows = torch.nonzero(torch.isfinite(best).any(1)).flatten()
@@ -319,6 +327,44 @@ def trim_small_changes(
     new_masks = unit_to_elements(keep, originals, groups)
     new_perturbed = tuple(torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals))
     return new_masks, new_perturbed, forwards, known
+
+
+def _admit_deep_cuts(
+    ratios: Tensor,
+    rank: Tensor,
+    count: Tensor,
+    smallest: Tensor,
+    originals: tuple[Tensor, ...],
+    dims: tuple[tuple[int, ...], ...],
+    groups: Optional[Groups],
+) -> None:
+    """In place on ``ratios`` (``N x (U - 1)``, column ``s - 1``: keep ``s``
+    units): per example, the ``TRIM_CUTS`` cuts with the largest ratios stay,
+    in that order, skipping every cut that keeps fewer than ``smallest`` units
+    (drops more than ``TRIM_SHARE``) and leaves the mask in more connected
+    parts than it has; every other column becomes ``-inf``."""
+    keep_sizes = torch.arange(1, ratios.shape[1] + 1, device=ratios.device)
+    for i in range(ratios.shape[0]):
+        if not bool(((keep_sizes < smallest[i]) & torch.isfinite(ratios[i])).any()):
+            continue
+        sub_groups = None if groups is None else groups.rows(torch.tensor([i], device=rank.device))
+        like = tuple(o[i:i + 1] for o in originals)
+
+        def parts(size: int) -> int:
+            kept = unit_to_elements(rank[i:i + 1] < size, like, sub_groups)
+            return count_parts(kept, dims, 0)
+
+        whole = parts(int(count[i]))
+        admitted: list[int] = []
+        values, order = torch.sort(ratios[i], descending=True, stable=True)
+        for value, column in zip(values.tolist(), order.tolist()):
+            if len(admitted) == TRIM_CUTS or not math.isfinite(value):
+                break
+            if column + 1 >= int(smallest[i]) or parts(column + 1) <= whole:
+                admitted.append(column)
+        keep = torch.zeros_like(ratios[i], dtype=torch.bool)
+        keep[admitted] = True
+        ratios[i] = torch.where(keep, ratios[i], torch.full_like(ratios[i], -math.inf))
 
 
 class _Candidates:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -9,7 +11,9 @@ from hypothesis import strategies as st
 
 from captum_regadv import RegularizedAdversarial
 from captum_regadv._forward import ScoredModel
+from captum_regadv._components import count_parts
 from captum_regadv._refinement import (
+    TRIM_DEEP_SHARE,
     TRIM_SHARE,
     candidate_fractions,
     prune_mask,
@@ -111,6 +115,91 @@ def test_trim_keeps_small_changes_the_class_needs() -> None:
         scored, (x,), (halo,), (j,), dims=((2, 3),), chunk=None
     )
     assert torch.equal(kept, halo) and torch.equal(jk, j) and forwards.tolist() == [3]
+
+
+def test_trim_cuts_deeper_where_the_mask_stays_in_one_part() -> None:
+    """A halo of 8 small changes around the 3x3 patch (right column and bottom
+    row, touching it) is 47% of the mask, more than TRIM_SHARE: the cut at the
+    largest ratio drops it, leaves one part, and is taken (the patch alone
+    destroys the class)."""
+    model, x, truth = _patch_case(2)
+    halo = torch.zeros_like(truth)
+    halo[:, :, 5:10, 9] = True
+    halo[:, :, 9, 6:9] = True
+    mask = truth | halo
+    assert 8 / 17 > TRIM_SHARE and 8 / 17 <= TRIM_DEEP_SHARE
+    j = torch.where(truth, torch.zeros_like(x), torch.where(halo, x + 0.05, x))
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    (trimmed,), (jt,), forwards, _ = trim_small_changes(
+        scored, (x,), (mask,), (j,), dims=((2, 3),), chunk=None
+    )
+    assert torch.equal(trimmed, truth) and torch.equal(jt, torch.where(truth, j, x))
+    assert forwards.tolist() == [3, 3]
+
+
+def test_trim_does_not_cut_deep_where_the_cut_splits_the_mask() -> None:
+    """The patch and a pixel 5 away, joined by a bridge of 7 small changes that
+    the model ignores; the class falls only when both are darkened. Keeping the
+    patch and the pixel scores best, but drops 41% of the mask (more than
+    TRIM_SHARE) and splits it in two: it is no candidate, and the trim keeps at
+    least 1 - TRIM_SHARE of the mask."""
+    weight = region_weight((1, 16, 16), PATCH)
+    weight[0, 10, 13] = 5.0
+    model = RegionModel(weight, scale=10.0, bias=3.5).eval()
+    x = torch.full((1, 1, 16, 16), 0.3)
+    x[(slice(None),) + PATCH] = 0.8
+    x[0, 0, 10, 13] = 0.8
+    evidence = torch.zeros_like(x, dtype=torch.bool)
+    evidence[(slice(None),) + PATCH] = True
+    evidence[0, 0, 10, 13] = True
+    bridge = torch.zeros_like(evidence)
+    bridge[0, 0, 7, 9:14] = True
+    bridge[0, 0, 8:10, 13] = True
+    mask = evidence | bridge
+    assert count_parts((mask,), ((2, 3),), 0) == 1 and count_parts((evidence,), ((2, 3),), 0) == 2
+    j = torch.where(evidence, torch.zeros_like(x), torch.where(bridge, x + 0.05, x))
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    from captum_regadv._components import score_masks
+
+    rows = torch.zeros(1, dtype=torch.long)
+    whole = score_masks(scored, (x,), (j,), rows, (mask,), ((2, 3),), None)[0]
+    split = score_masks(scored, (x,), (j,), rows, (evidence,), ((2, 3),), None)[0]
+    assert float(split) < float(whole) < 1.0  # the split would win, and both destroy
+    (trimmed,), (jt,), _, _ = trim_small_changes(
+        scored, (x,), (mask,), (j,), dims=((2, 3),), chunk=None
+    )
+    assert not torch.equal(trimmed, evidence) and bool((trimmed <= mask).all())
+    assert int(trimmed.sum()) >= math.ceil((1 - TRIM_SHARE) * int(mask.sum()))
+    assert torch.equal(jt, torch.where(trimmed, j, x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.2, 0.9))
+def test_a_deep_trim_never_splits_the_mask(seed, density) -> None:
+    """Random 2-D masks and changes: the trimmed mask keeps the top of the
+    ranking, at least 1 - TRIM_SHARE of the mask or, where it keeps less, at
+    least 1 - TRIM_DEEP_SHARE in no more connected parts; APE_D terms no higher."""
+    from captum_regadv._components import score_masks
+
+    g = torch.Generator().manual_seed(seed)
+    model = RegionModel(torch.randn(1, 6, 6, generator=g), scale=1.0, bias=0.0).eval()
+    x = 0.5 * torch.ones(1, 1, 6, 6)
+    mask = torch.rand(1, 1, 6, 6, generator=g) < density
+    mask[0, 0, 0, 0] = True
+    change = torch.rand(1, 1, 6, 6, generator=g) ** 4  # wide spread: large ratios
+    j = torch.where(mask, x - 0.5 * change.clamp(min=1e-3), x)
+    scored, _ = ScoredModel.build(model, (x,), (), 1, "softmax")
+    (trimmed,), (jt,), _, _ = trim_small_changes(
+        scored, (x,), (mask,), (j,), dims=((2, 3),), chunk=None)
+    m, kept = int(mask.sum()), int(trimmed.sum())
+    assert bool((trimmed <= mask).all())
+    if kept < -(-(1 - TRIM_SHARE) * m // 1):
+        assert kept >= -(-(1 - TRIM_DEEP_SHARE) * m // 1)
+        assert count_parts((trimmed,), ((2, 3),), 0) <= count_parts((mask,), ((2, 3),), 0)
+    rows = torch.zeros(1, dtype=torch.long)
+    before = score_masks(scored, (x,), (j,), rows, (mask,), ((2, 3),), None)[0]
+    after = score_masks(scored, (x,), (jt,), rows, (trimmed,), ((2, 3),), None)[0]
+    assert float(after) <= float(before)
 
 
 @settings(max_examples=25, deadline=None)
