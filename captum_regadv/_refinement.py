@@ -40,7 +40,7 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
    lowers the score most is kept, not the smallest.
 3. **Polish**: ``refine_steps`` phase-2 updates of :math:`J` inside the
    pruned mask, so that the next round prunes from a :math:`J` fitted to it.
-4. **Trim** (after the last polish, :func:`trim_small_changes`): the polish
+4. **Trim** (after the last polish, :mod:`captum_regadv._trim`): the polish
    lets elements that the attack no longer needs fall back towards
    :math:`I`, far below the rest of the mask. With the mask's changes
    :math:`c_1 \ge \dots \ge c_m` (:math:`c = |J - I|`, a group by its
@@ -66,31 +66,23 @@ scored it (its value is passed on).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ._components import Known, count_parts, prune_components, score_masks
+from ._candidates import TopCandidates, rank_units, unit_to_elements
+from ._components import Known, prune_components
 from ._forward import ScoredModel
 from ._groups import Groups
 from ._objectives import Objective
 from ._optimization import LoopSettings
 from ._need import desaturated_need, need_ranking
 from ._restricted import attack_within_mask
+from ._trim import TRIM_CUTS, trim_small_changes
 
-__all__ = [
-    "Refinement", "candidate_fractions", "prune_mask", "refine", "trim_small_changes",
-    "unit_to_elements", "unit_values",
-]
-
-#: Cuts the trim scores per example, and the largest share of the mask it may drop.
-TRIM_CUTS, TRIM_SHARE = 2, 0.4
-#: A deeper cut, up to this share, is a candidate only where it leaves the mask
-#: in no more connected parts than it has (inputs with spatial dims).
-TRIM_DEEP_SHARE = 0.6
+__all__ = ["Refinement", "candidate_fractions", "prune_mask", "refine"]
 
 
 @dataclass(frozen=True)
@@ -188,27 +180,6 @@ def candidate_fractions(count: int, smallest: float) -> tuple[float, ...]:
     return tuple(float(ratio**k) for k in range(count))
 
 
-def unit_values(values: tuple[Tensor, ...], groups: Optional[Groups]) -> Tensor:
-    """Per-unit values ``N x U``: the elements of all inputs, or the groups' means."""
-    if groups is None:
-        return torch.cat([v.flatten(1) for v in values], dim=1)
-    return groups.mean(values)
-
-
-def unit_to_elements(
-    flat: Tensor, like: tuple[Tensor, ...], groups: Optional[Groups]
-) -> tuple[Tensor, ...]:
-    """Undo :func:`unit_values` for a boolean ``N x U`` tensor."""
-    if groups is not None:
-        return tuple(t.bool() for t in groups.expand(flat.to(torch.uint8), like))
-    out, offset = [], 0
-    for t in like:
-        size = t[0].numel()
-        out.append(flat[:, offset:offset + size].reshape(t.shape))
-        offset += size
-    return tuple(out)
-
-
 def prune_mask(
     model: ScoredModel,
     originals: tuple[Tensor, ...],
@@ -232,8 +203,8 @@ def prune_mask(
     one's neighbours in the grid, ``chunk`` (example, candidate) pairs at a
     time (all: ``None``), each one forward pass.
     """
-    rank, count, _ = _rank_units(ranking, masks, groups)
-    candidates = _Candidates(model, originals, perturbed, rank, dims, chunk, groups)
+    rank, count, _ = rank_units(ranking, masks, groups)
+    candidates = TopCandidates(model, originals, perturbed, rank, dims, chunk, groups)
     kept = torch.stack(
         [torch.ceil(count.to(torch.float64) * q - 1e-9).to(torch.long) for q in fractions], dim=1
     )  # N x K, decreasing
@@ -254,161 +225,3 @@ def prune_mask(
         torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals)
     )
     return new_masks, new_perturbed
-
-
-def _rank_units(
-    values: tuple[Tensor, ...], masks: tuple[Tensor, ...], groups: Optional[Groups]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Every unit's rank ``N x U`` (the mask's units first, larger ``values``
-    first; ties keep the element order), the mask's unit count ``(N,)`` and the
-    values sorted that way ``N x U`` (-1 outside the mask)."""
-    change = unit_values(values, groups)
-    inside = unit_values(tuple(m.to(change.dtype) for m in masks), groups) > 0.5
-    key = torch.where(inside, change, torch.full_like(change, -1.0))
-    ordered, order = torch.sort(key, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    return rank, inside.sum(1), ordered
-
-
-def trim_small_changes(
-    model: ScoredModel,
-    originals: tuple[Tensor, ...],
-    masks: tuple[Tensor, ...],
-    perturbed: tuple[Tensor, ...],
-    *,
-    dims: tuple[tuple[int, ...], ...],
-    chunk: Optional[int],
-    groups: Optional[Groups] = None,
-) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Known]:
-    r"""Step 4 of the module: keep the top :math:`s` units by :math:`|J - I|` for
-    the ``TRIM_CUTS`` cuts with the largest ratios :math:`c_s / c_{s+1}` that
-    drop at most ``TRIM_SHARE`` of the mask (``TRIM_DEEP_SHARE`` if the cut
-    leaves no more connected parts than the mask has), or the mask as it is, whichever
-    has the lowest APE_D terms. Returns the masks, ``J``, the forward passes
-    per example ``(N,)`` (``TRIM_CUTS + 1`` where a cut exists, else 0) and
-    the kept candidate's APE_D terms and class score (:class:`~._components.Known`,
-    NaN where nothing was scored)."""
-    change = tuple((p - o).abs() for p, o in zip(perturbed, originals))
-    rank, count, ordered = _rank_units(change, masks, groups)
-    n, units = ordered.shape
-    forwards = torch.zeros(n, dtype=torch.long, device=count.device)
-    known = Known.nothing(n, count.device)
-    if units < 2:
-        return masks, perturbed, forwards, known
-    logs = ordered.double().clamp_min(torch.finfo(torch.float64).tiny).log()
-    ratios = logs[:, :-1] - logs[:, 1:]  # column s - 1: keep s, drop from s + 1 on
-    keep_sizes = torch.arange(1, units, device=count.device)
-    smallest = torch.ceil((1 - TRIM_SHARE) * count.double()).long().clamp(min=1)
-    share = TRIM_DEEP_SHARE if any(dims) else TRIM_SHARE
-    deepest = torch.ceil((1 - share) * count.double()).long().clamp(min=1)
-    moved = (ordered > 0).sum(1)  # cuts among changed units (J = I ones go with any cut)
-    allowed = (keep_sizes >= deepest[:, None]) & (keep_sizes < moved[:, None])
-    ratios = torch.where(allowed, ratios, torch.full_like(ratios, -math.inf))
-    _admit_deep_cuts(ratios, rank, count, smallest, originals, dims, groups)
-    best, where = torch.topk(ratios, min(TRIM_CUTS, units - 1), dim=1)
-    cut = torch.where(torch.isfinite(best), where + 1, count[:, None])
-    rows = torch.nonzero(torch.isfinite(best).any(1)).flatten()
-    if rows.numel() == 0:
-        return masks, perturbed, forwards, known
-    kept = torch.cat([count[rows, None], cut[rows]], dim=1)
-    sub = tuple(t[rows] for t in originals)
-    candidates = _Candidates(
-        model.subset(rows), sub, tuple(p[rows] for p in perturbed), rank[rows], dims, chunk,
-        None if groups is None else groups.rows(rows),
-    )
-    values, scores = candidates.score_with_classes(kept)
-    pick = values.argmin(1, keepdim=True)
-    keep = rank < count[:, None]
-    keep[rows] = rank[rows] < kept.gather(1, pick)
-    forwards[rows] = kept.shape[1]
-    known.values[rows] = values.gather(1, pick).squeeze(1)
-    known.scores[rows] = scores.gather(1, pick).squeeze(1)
-    new_masks = unit_to_elements(keep, originals, groups)
-    new_perturbed = tuple(torch.where(m, p, o) for m, p, o in zip(new_masks, perturbed, originals))
-    return new_masks, new_perturbed, forwards, known
-
-
-def _admit_deep_cuts(
-    ratios: Tensor,
-    rank: Tensor,
-    count: Tensor,
-    smallest: Tensor,
-    originals: tuple[Tensor, ...],
-    dims: tuple[tuple[int, ...], ...],
-    groups: Optional[Groups],
-) -> None:
-    """In place on ``ratios`` (``N x (U - 1)``, column ``s - 1``: keep ``s``
-    units): per example, the ``TRIM_CUTS`` cuts with the largest ratios stay,
-    in that order, skipping every cut that keeps fewer than ``smallest`` units
-    (drops more than ``TRIM_SHARE``) and leaves the mask in more connected
-    parts than it has; every other column becomes ``-inf``."""
-    keep_sizes = torch.arange(1, ratios.shape[1] + 1, device=ratios.device)
-    for i in range(ratios.shape[0]):
-        if not bool(((keep_sizes < smallest[i]) & torch.isfinite(ratios[i])).any()):
-            continue
-        sub_groups = None if groups is None else groups.rows(torch.tensor([i], device=rank.device))
-        like = tuple(o[i:i + 1] for o in originals)
-
-        def parts(size: int) -> int:
-            kept = unit_to_elements(rank[i:i + 1] < size, like, sub_groups)
-            return count_parts(kept, dims, 0)
-
-        whole = parts(int(count[i]))
-        admitted: list[int] = []
-        values, order = torch.sort(ratios[i], descending=True, stable=True)
-        for value, column in zip(values.tolist(), order.tolist()):
-            if len(admitted) == TRIM_CUTS or not math.isfinite(value):
-                break
-            if column + 1 >= int(smallest[i]) or parts(column + 1) <= whole:
-                admitted.append(column)
-        keep = torch.zeros_like(ratios[i], dtype=torch.bool)
-        keep[admitted] = True
-        ratios[i] = torch.where(keep, ratios[i], torch.full_like(ratios[i], -math.inf))
-
-
-class _Candidates:
-    """Scores candidates "the top ``k`` units of an example's ranking" with the
-    exact APE_D terms, in batched forward passes without gradients."""
-
-    def __init__(
-        self,
-        model: ScoredModel,
-        originals: tuple[Tensor, ...],
-        perturbed: tuple[Tensor, ...],
-        rank: Tensor,
-        dims: tuple[tuple[int, ...], ...],
-        chunk: Optional[int],
-        groups: Optional[Groups],
-    ) -> None:
-        self.model, self.originals, self.perturbed = model, originals, perturbed
-        self.rank, self.dims, self.chunk, self.groups = rank, dims, chunk, groups
-
-    def score(self, kept: Tensor) -> Tensor:
-        """APE_D terms of keeping ``kept[i, c]`` units of example ``i``: ``N x C``,
-        ``chunk`` (example, candidate) pairs at a time."""
-        return self.score_with_classes(kept)[0]
-
-    def score_with_classes(self, kept: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`score` and the candidates' class scores :math:`M(J)_i`, ``N x C`` each."""
-        n, k = kept.shape
-        device = self.rank.device
-        pair_rows = torch.arange(n, device=device).repeat_interleave(k)
-        # (example, candidate) pairs in example order: one broadcast comparison
-        all_keep = (self.rank[:, None, :] < kept[:, :, None]).view(n * k, -1)
-        step = n * k if self.chunk is None else max(1, self.chunk)
-        parts: list[Tensor] = []
-        classes: list[Tensor] = []
-        for start in range(0, n * k, step):
-            rows = pair_rows[start:start + step]
-            unit_keep = all_keep[start:start + step]
-            element_keep = unit_to_elements(
-                unit_keep, tuple(o[rows] for o in self.originals),
-                None if self.groups is None else self.groups.rows(rows),
-            )
-            values, scores = score_masks(
-                self.model, self.originals, self.perturbed, rows, element_keep, self.dims, None,
-            )
-            parts.append(values)
-            classes.append(scores)
-        return torch.cat(parts).view(n, k), torch.cat(classes).view(n, k)

@@ -55,7 +55,7 @@ from ._objectives import Objective, classification_term, project_into
 from ._optimization import LoopSettings
 from ._outcome import DESTROYED
 from ._need import smooth_over_space
-from ._refinement import unit_to_elements, unit_values
+from ._candidates import unit_to_elements, unit_values
 
 __all__ = [
     "ShrinkResult", "attack_while_shrinking", "release_least_needed", "share_of_component_peak",

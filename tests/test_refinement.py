@@ -12,13 +12,8 @@ from hypothesis import strategies as st
 from captum_regadv import RegularizedAdversarial
 from captum_regadv._forward import ScoredModel
 from captum_regadv._components import count_parts
-from captum_regadv._refinement import (
-    TRIM_DEEP_SHARE,
-    TRIM_SHARE,
-    candidate_fractions,
-    prune_mask,
-    trim_small_changes,
-)
+from captum_regadv._refinement import candidate_fractions, prune_mask
+from captum_regadv._trim import TRIM_DEEP_SHARE, TRIM_SHARE, trim_small_changes
 
 from conftest import RegionModel, region_weight
 
