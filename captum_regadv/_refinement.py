@@ -40,15 +40,9 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
    lowers the score most is kept, not the smallest.
 3. **Polish**: ``refine_steps`` phase-2 updates of :math:`J` inside the
    pruned mask, so that the next round prunes from a :math:`J` fitted to it.
-4. **Trim** (after the last polish, :mod:`captum_regadv._trim`): the polish
-   lets elements that the attack no longer needs fall back towards
-   :math:`I`, far below the rest of the mask. With the mask's changes
-   :math:`c_1 \ge \dots \ge c_m` (:math:`c = |J - I|`, a group by its
-   mean), the ``TRIM_CUTS`` cuts :math:`s` with the largest ratios
-   :math:`c_s / c_{s+1}` that drop at most ``TRIM_SHARE`` of the mask (up to
-   ``TRIM_DEEP_SHARE`` where the cut leaves the mask in no more connected
-   parts than it has) are candidates "keep the top :math:`s`", scored like
-   the sizes of step 2 with the mask as it is; the lowest is kept.
+4. **Trim** (after the last polish, :mod:`captum_regadv._trim`, which has
+   the maths): drop a separated tail of small changes :math:`|J - I|` that
+   the polish let fall back towards :math:`I`, if that lowers the APE_D terms.
 5. **Component pruning** (last, :mod:`captum_regadv._components`): the
    mask without each of its smallest connected parts; it comes after the
    trim because a cut can leave a fragment behind (held-out shortcut: a

@@ -48,7 +48,7 @@ def trim_small_changes(
     chunk: Optional[int],
     groups: Optional[Groups] = None,
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Known]:
-    r"""Step 4 of the module: keep the top :math:`s` units by :math:`|J - I|` for
+    r"""The trim of the module: keep the top :math:`s` units by :math:`|J - I|` for
     the ``TRIM_CUTS`` cuts with the largest ratios :math:`c_s / c_{s+1}` that
     drop at most ``TRIM_SHARE`` of the mask (``TRIM_DEEP_SHARE`` if the cut
     leaves no more connected parts than the mask has), or the mask as it is, whichever
@@ -72,7 +72,8 @@ def trim_small_changes(
     moved = (ordered > 0).sum(1)  # cuts among changed units (J = I ones go with any cut)
     allowed = (keep_sizes >= deepest[:, None]) & (keep_sizes < moved[:, None])
     ratios = torch.where(allowed, ratios, torch.full_like(ratios, -math.inf))
-    _admit_deep_cuts(ratios, rank, count, smallest, originals, dims, groups)
+    deep = keep_sizes < smallest[:, None]  # cuts that drop more than TRIM_SHARE
+    _admit_deep_cuts(ratios, deep, rank, count, originals, dims, groups)
     best, where = torch.topk(ratios, min(TRIM_CUTS, units - 1), dim=1)
     cut = torch.where(torch.isfinite(best), where + 1, count[:, None])
     rows = torch.nonzero(torch.isfinite(best).any(1)).flatten()
@@ -98,21 +99,20 @@ def trim_small_changes(
 
 def _admit_deep_cuts(
     ratios: Tensor,
+    deep: Tensor,
     rank: Tensor,
     count: Tensor,
-    smallest: Tensor,
     originals: tuple[Tensor, ...],
     dims: tuple[tuple[int, ...], ...],
     groups: Optional[Groups],
 ) -> None:
     """In place on ``ratios`` (``N x (U - 1)``, column ``s - 1``: keep ``s``
     units): per example, the ``TRIM_CUTS`` cuts with the largest ratios stay,
-    in that order, skipping every cut that keeps fewer than ``smallest`` units
-    (drops more than ``TRIM_SHARE``) and leaves the mask in more connected
-    parts than it has; every other column becomes ``-inf``."""
-    keep_sizes = torch.arange(1, ratios.shape[1] + 1, device=ratios.device)
+    in that order, skipping every ``deep`` cut (boolean, like ``ratios``) that
+    leaves the mask in more connected parts than it has; every other column
+    becomes ``-inf``. Examples without a finite deep cut are left alone."""
     for i in range(ratios.shape[0]):
-        if not bool(((keep_sizes < smallest[i]) & torch.isfinite(ratios[i])).any()):
+        if not bool((deep[i] & torch.isfinite(ratios[i])).any()):
             continue
         sub_groups = None if groups is None else groups.rows(torch.tensor([i], device=rank.device))
         like = tuple(o[i:i + 1] for o in originals)
@@ -122,7 +122,7 @@ def _admit_deep_cuts(
         for value, column in zip(values.tolist(), order.tolist()):
             if len(admitted) == TRIM_CUTS or not math.isfinite(value):
                 break
-            if column + 1 >= int(smallest[i]) or _parts_kept(
+            if not bool(deep[i, column]) or _parts_kept(
                 rank[i:i + 1], column + 1, like, dims, sub_groups
             ) <= whole:
                 admitted.append(column)

@@ -92,11 +92,11 @@ def _final_scores(
     """``M(J)_i`` of a run's ``J`` (as ``dtype``, the model output's) and the
     forward passes spent on it per example: where the refinement scored the
     ``J`` it returns, that score (no pass), else one forward pass."""
-    n = run.perturbed[0].shape[0]
-    device = run.perturbed[0].device
-    scores = torch.full((n,), math.nan, dtype=dtype, device=device)
     if run.scores is not None:
         scores = run.scores.to(dtype, copy=True)
+    else:
+        n, device = run.perturbed[0].shape[0], run.perturbed[0].device
+        scores = torch.full((n,), math.nan, dtype=dtype, device=device)
     known = torch.isfinite(scores)
     missing = torch.nonzero(~known).flatten()
     if missing.numel():
