@@ -92,7 +92,7 @@ class ScoredModel:
         args = select_examples(self.additional_args, rows, self.batch_size)
         out = self.forward_func(*inputs, *args)
         if not isinstance(out, Tensor):
-            raise TypeError("the forward function must return a tensor")
+            raise TypeError(not_a_tensor(out))
         return out.unsqueeze(1) if out.dim() == 1 else out
 
     def score_of(self, output: Tensor, rows: Tensor) -> Tensor:
@@ -120,11 +120,31 @@ def batched_output(
             part = tuple(t.detach()[rows] for t in inputs) if chunk < n else inputs
             out = forward_func(*part, *select_examples(additional_args, rows, n))
             if not isinstance(out, Tensor):
-                raise TypeError(
-                    f"the forward function must return a tensor, got {type(out).__name__}"
-                )
+                raise TypeError(not_a_tensor(out))
             outputs.append(out.detach().unsqueeze(1) if out.dim() == 1 else out.detach())
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+def not_a_tensor(out: Any) -> str:
+    """The error for a forward function that returns something else than a tensor.
+
+    >>> not_a_tensor((1, 2)).split(";")[0]
+    'the forward function must return a tensor of class scores, got tuple'
+    """
+    hint = ""
+    if isinstance(out, (tuple, list)):
+        hint = (
+            "; a model that returns several outputs (e.g. MONAI's ViT returns (logits, "
+            "hidden_states)) needs a wrapper that returns the scores, e.g. "
+            "RegularizedAdversarial(lambda x: model(x)[0])"
+        )
+    elif isinstance(out, dict):
+        hint = (
+            "; wrap the model so that it returns the scores, e.g. "
+            "RegularizedAdversarial(lambda x: model(x)['logits'])"
+        )
+    kind = type(out).__name__
+    return f"the forward function must return a tensor of class scores, got {kind}{hint}"
 
 
 def check_output(output: Tensor, n: int) -> None:

@@ -112,6 +112,29 @@ def test_bad_forward_output_is_rejected_before_any_work(consumer, forward, error
     assert len(calls) <= 1
 
 
+@pytest.mark.parametrize("consumer", list(METHODS) + list(METRICS))
+@pytest.mark.parametrize(
+    "wrap, hint",
+    [
+        (lambda out: (out, out.detach()), r"model\(x\)\[0\]"),  # MONAI ViT: (logits, hidden)
+        (lambda out: [out], r"model\(x\)\[0\]"),
+        (lambda out: {"logits": out}, r"model\(x\)\['logits'\]"),
+    ],
+    ids=["tuple", "list", "dict"],
+)
+def test_several_outputs_are_rejected_with_the_wrapper_to_write(consumer, wrap, hint):
+    model = region_model()
+    f, calls = counting(lambda x: wrap(model(x)))
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises(TypeError, match="must return a tensor of class scores, got") as caught:
+        {**METHODS, **METRICS}[consumer](f, x)
+    assert caught.match(hint)
+    assert len(calls) == 1
+    # the wrapper the message names works
+    unwrapped = (lambda x: f(x)["logits"]) if "logits" in hint else (lambda x: f(x)[0])
+    {**METHODS, **METRICS}[consumer](unwrapped, x)
+
+
 @pytest.mark.parametrize("consumer", list(METHODS))
 @pytest.mark.parametrize(
     "forward",
