@@ -238,6 +238,18 @@ def test_unit_scale_by_type_range_and_bounds() -> None:
     assert prepared.low.flatten().tolist() == [0.0] and prepared.high.flatten().tolist() == [1.0]
 
 
+def test_unit_scale_refuses_a_type_range_the_values_do_not_fill() -> None:
+    hu = np.array([[-1024.0, 0.0], [40.0, 3071.0]])  # CT numbers saved as int64
+    int64 = (-(2.0**63), 2.0**63 - 1)
+    with pytest.raises(ValueError, match="--scale minmax"):
+        preprocess(LoadedImage(hu, int64), Preprocessing())
+    # minmax keeps them apart; a constant image and 12 bits of 16 are fine
+    t = preprocess(LoadedImage(hu, int64), Preprocessing(scale="minmax")).tensor
+    assert len(set(t.flatten().tolist())) == 4
+    preprocess(LoadedImage(np.zeros((2, 2)), int64), Preprocessing())
+    preprocess(LoadedImage(np.array([[0.0, 4095.0]]), (0.0, 65535.0)), Preprocessing())
+
+
 def test_unit_scale_of_floats() -> None:
     inside = np.array([[0.2, 0.4]])
     t = preprocess(LoadedImage(inside, None), Preprocessing()).tensor

@@ -134,12 +134,27 @@ def _scale(
         return image, value_range if value_range is not None else (low, high)
     if scale == "unit":
         if value_range is not None:
+            _check_type_range_fits(high - low, value_range)
             low, high = value_range
         elif low >= 0.0 and high <= 1.0:
             return image, (0.0, 1.0)
     span = high - low
     scaled = (image - low) / span if span > 0 else np.zeros_like(image)
     return scaled, (0.0, 1.0)
+
+
+def _check_type_range_fits(span: float, value_range: ValueRange) -> None:
+    """Refuse ``--scale unit`` where the values fill under :math:`2^{-16}` of the
+    pixel type's range (e.g. 0..4095 stored as int64: scaled by the int64
+    range they all become 0.5 in float32, a constant image)."""
+    width = value_range[1] - value_range[0]
+    if 0.0 < span < width * 2.0**-16:
+        raise ValueError(
+            f"the values span {span:g}, under 1/65536 of the pixel type's range "
+            f"[{value_range[0]:g}, {value_range[1]:g}]: scaled to [0, 1] by that range "
+            "(--scale unit) the image would be nearly constant; use --scale minmax (each "
+            "image's own min-max), --window for CT, or --scale none with --bounds"
+        )
 
 
 def _per_channel(
