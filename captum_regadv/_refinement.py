@@ -43,10 +43,12 @@ not need. The refinement runs ``rounds`` rounds of *rank, prune, polish*:
 4. **Trim** (after the last polish, :mod:`captum_regadv._trim`, which has
    the maths): drop a separated tail of small changes :math:`|J - I|` that
    the polish let fall back towards :math:`I`, if that lowers the APE_D terms.
-5. **Component pruning** (last, :mod:`captum_regadv._components`): the
+5. **Component pruning** (:mod:`captum_regadv._components`): the
    mask without each of its smallest connected parts; it comes after the
    trim because a cut can leave a fragment behind (held-out shortcut: a
    4-pixel part 4 pixels from the mark, APE_D 0.0123 -> 0.0090 without it).
+6. **Holes** (last, :mod:`captum_regadv._holes`): enclosed holes that cost
+   more TV than their size, filled where the APE_D terms are lower.
 
 Cost per round and example: one forward+backward pass for the ranking (two
 in the first round for a saturated example),
@@ -55,7 +57,8 @@ and one more for the loss of the polish's last iterate; the last round
 scores ``TRIM_CUTS + 1`` fewer fine sizes and spends them on the trim. The
 component pruning then scores at most ``components + 1`` candidates per
 example: the mask as the trim left it is not scored again where the trim
-scored it (its value is passed on).
+scored it (its value is passed on); the holes cost one forward pass for an
+example whose mask has a hole to fill.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from ._candidates import TopCandidates, rank_units, unit_to_elements
 from ._components import Known, prune_components
 from ._forward import ScoredModel
 from ._groups import Groups
+from ._holes import fill_holes_if_lower
 from ._objectives import Objective
 from ._optimization import LoopSettings
 from ._need import desaturated_need, need_ranking
@@ -155,6 +159,15 @@ def refine(
         # score of the mask it kept is not computed again
         masks, perturbed, spent, known = prune_components(
             model, originals, masks, perturbed, count=components, dims=dims, chunk=loop.batch_size,
+            known=known,
+        )
+        forwards += spent
+    # the mask is the change: elements that no step moved (phase 1's filled holes) leave it
+    masks = tuple(m & (p != o) for m, p, o in zip(masks, perturbed, originals))
+    if rounds and groups is None:
+        # last: a hole left by the pruning steps is filled where APE_D is lower
+        masks, perturbed, spent, known = fill_holes_if_lower(
+            model, originals, masks, perturbed, bounds, dims=dims, chunk=loop.batch_size,
             known=known,
         )
         forwards += spent
