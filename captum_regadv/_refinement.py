@@ -162,9 +162,9 @@ def refine(
             known=known,
         )
         forwards += spent
-    # the mask is the change: elements that no step moved (phase 1's filled holes) leave it
-    masks = tuple(m & (p != o) for m, p, o in zip(masks, perturbed, originals))
     if rounds and groups is None:
+        # the mask is the change: elements no step moved (phase 1's filled holes) leave it
+        masks = tuple(m & (p != o) for m, p, o in zip(masks, perturbed, originals))
         # last: a hole left by the pruning steps is filled where APE_D is lower
         masks, perturbed, spent, known = fill_holes_if_lower(
             model, originals, masks, perturbed, bounds, dims=dims, chunk=loop.batch_size,
