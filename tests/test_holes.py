@@ -159,7 +159,7 @@ def test_only_cheap_enclosed_holes_are_filled_per_channel_and_in_3d() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), density=st.floats(0.3, 0.9))
-def test_filling_never_raises_l0_plus_tv_nor_changes_the_parts(seed: int, density: float) -> None:
+def test_filling_never_raises_l0_plus_tv_nor_adds_parts(seed: int, density: float) -> None:
     g = torch.Generator().manual_seed(seed)
     mask = torch.rand(2, 1, 10, 12, generator=g) < density
     filled = fill_cheap_holes((mask,), ((2, 3),))[0]
@@ -167,5 +167,6 @@ def test_filling_never_raises_l0_plus_tv_nor_changes_the_parts(seed: int, densit
     assert bool((change_size((filled,), ((2, 3),)) <= change_size((mask,), ((2, 3),))).all())
     assert not bool((filled & ~mask)[..., 0, :].any() or (filled & ~mask)[..., -1].any())
     for k in range(2):
-        assert count_parts((filled,), ((2, 3),), k) == count_parts((mask,), ((2, 3),), k)
+        # a hole between parts may join them (seed 280: 4 -> 3), never split one
+        assert count_parts((filled,), ((2, 3),), k) <= count_parts((mask,), ((2, 3),), k)
     assert torch.equal(fill_cheap_holes((filled,), ((2, 3),))[0], filled)  # idempotent
