@@ -40,15 +40,19 @@ class Groups:
 
     ``ids[k]`` is a ``long`` tensor shaped like input ``k`` except for its
     first dimension, which is 1 (shared by the batch) or ``N``.
+    ``channels`` is set for the default groups only: per input, whether its
+    groups are the channels of one position (``True``) or single elements
+    (``False``); ``None`` for a caller's ``feature_mask``.
     """
 
     ids: tuple[Tensor, ...]
     count: int
+    channels: Optional[tuple[bool, ...]] = None
 
     def rows(self, rows: Tensor) -> "Groups":
         """The groups of the examples ``rows``."""
         return Groups(
-            tuple(i if i.shape[0] == 1 else i[rows] for i in self.ids), self.count
+            tuple(i if i.shape[0] == 1 else i[rows] for i in self.ids), self.count, self.channels
         )
 
     def _flat_ids(self, n: int) -> Tensor:
@@ -109,7 +113,7 @@ def resolve_groups(feature_mask: FeatureMask, inputs: tuple[Tensor, ...]) -> Opt
                 d = torch.arange(t[0].numel(), device=t.device).view((1,) + tuple(t.shape[1:]))
             ids.append(d + offset)
             offset += int(d.max()) + 1
-        return Groups(tuple(ids), offset)
+        return Groups(tuple(ids), offset, tuple(d is not None for d in defaults))
     masks = (feature_mask,) if isinstance(feature_mask, Tensor) else tuple(feature_mask)
     if not all(isinstance(m, Tensor) for m in masks):
         raise TypeError("feature_mask must be a tensor or a tuple of tensors (one per input)")

@@ -21,7 +21,9 @@ Phase 1 leaves such holes where the classifier pushes nothing (held-out
 shortcut images: the centre of a 3 x 3 mark, whose log-odds gradient is 3%
 of the mark's largest, stayed unchanged while its 8 neighbours were
 darkened), and the later steps only remove elements, so a mark without its
-centre could never be kept alone. Two uses (destroy mode, spatial inputs, no
+centre could never be kept alone. Two uses (destroy mode, spatial inputs;
+element-wise, or with the default groups of a multi-channel image, where a
+hole is one of positions and is filled in every channel; not for a caller's
 ``feature_mask``):
 
 * :func:`fill_cheap_holes` on phase 1's mask (eq. 14), before phase 2:
@@ -45,7 +47,28 @@ from torch import Tensor
 from ._components import Known, change_size, score_masks
 from ._forward import ScoredModel
 
-__all__ = ["fill_cheap_holes", "fill_holes_if_lower"]
+__all__ = ["changed_positions", "fill_cheap_holes", "fill_holes_if_lower"]
+
+
+def changed_positions(
+    perturbed: tuple[Tensor, ...],
+    originals: tuple[Tensor, ...],
+    channels: Optional[tuple[bool, ...]] = None,
+) -> tuple[Tensor, ...]:
+    """Where ``J`` differs from ``I``: per element, or, for an input whose
+    channels form one group (``channels[k]``), per position (any channel),
+    broadcast over the channels.
+
+    Example:
+        >>> import torch
+        >>> i = torch.zeros(1, 2, 1, 2); j = i.clone(); j[0, 1, 0, 0] = 1
+        >>> changed_positions((j,), (i,), (True,))[0].flatten().tolist()
+        [True, False, True, False]
+    """
+    moved = tuple(p != o for p, o in zip(perturbed, originals))
+    if channels is None:
+        return moved
+    return tuple(m.any(1, keepdim=True).expand_as(m) if c else m for m, c in zip(moved, channels))
 
 
 def _fill_slice(array: np.ndarray) -> np.ndarray:
@@ -131,10 +154,13 @@ def fill_holes_if_lower(
     dims: tuple[tuple[int, ...], ...],
     chunk: Optional[int],
     known: Known,
+    channels: Optional[tuple[bool, ...]] = None,
 ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], Tensor, Known]:
     """The masks with their cheap holes filled (see the module) where that lowers
     the exact APE_D terms: masks, ``J``, forward passes spent per example
-    ``(N,)`` and what is known of the masks returned (``known``: of ``masks``)."""
+    ``(N,)`` and what is known of the masks returned (``known``: of ``masks``).
+    ``channels``: the default groups' :attr:`~._groups.Groups.channels` (a
+    filled position joins the mask in every channel where any channel moved)."""
     n = originals[0].shape[0]
     spent = torch.zeros(n, dtype=torch.long, device=originals[0].device)
     filled = fill_cheap_holes(masks, dims)
@@ -148,7 +174,8 @@ def fill_holes_if_lower(
         for a, m, p, o, d, b in zip(added, masks, perturbed, originals, dims, bounds)
     )
     # the mask is the change: a hole element the fill left at I stays out
-    changed = tuple(m | (a & (c != o)) for m, a, c, o in zip(masks, added, candidate, originals))
+    moved = changed_positions(candidate, originals, channels)
+    changed = tuple(m | (a & c) for m, a, c in zip(masks, added, moved))
     values, scores = score_masks(
         model, originals, candidate, rows, tuple(c[rows] for c in changed), dims, chunk
     )

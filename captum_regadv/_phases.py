@@ -110,7 +110,7 @@ def explain_once(
     history = {"phase 1": phase1.history}
     sup, _ = support(originals, phase1.best, s.groups, s.gamma, s.epsilon)
     masks = tuple((t >= 0) if s.mode == "destroy" else (t < 0) for t in sup)
-    if s.mode == "destroy" and s.groups is None:
+    if s.mode == "destroy" and (s.groups is None or s.groups.channels is not None):
         masks = fill_cheap_holes(masks, s.dims)  # what the classifier left unpushed
     steps_run = phase1.steps_run
     forward_passes = phase1.evaluations.clone()

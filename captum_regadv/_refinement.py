@@ -73,7 +73,7 @@ from ._candidates import TopCandidates, rank_units, unit_to_elements
 from ._components import Known, prune_components
 from ._forward import ScoredModel
 from ._groups import Groups
-from ._holes import fill_holes_if_lower
+from ._holes import changed_positions, fill_holes_if_lower
 from ._objectives import Objective
 from ._optimization import LoopSettings
 from ._need import desaturated_need, need_ranking
@@ -162,13 +162,15 @@ def refine(
             known=known,
         )
         forwards += spent
-    if rounds and groups is None:
+    if rounds and (groups is None or groups.channels is not None):
+        channels = None if groups is None else groups.channels
         # the mask is the change: elements no step moved (phase 1's filled holes) leave it
-        masks = tuple(m & (p != o) for m, p, o in zip(masks, perturbed, originals))
+        moved = changed_positions(perturbed, originals, channels)
+        masks = tuple(m & c for m, c in zip(masks, moved))
         # last: a hole left by the pruning steps is filled where APE_D is lower
         masks, perturbed, spent, known = fill_holes_if_lower(
             model, originals, masks, perturbed, bounds, dims=dims, chunk=loop.batch_size,
-            known=known,
+            known=known, channels=channels,
         )
         forwards += spent
     return masks, perturbed, Refinement(passes, forwards, history, known)

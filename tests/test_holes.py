@@ -71,6 +71,59 @@ def test_a_centre_no_step_moves_is_filled_and_changed(monkeypatch: pytest.Monkey
     assert bool((without - with_holes > 2.5 / 256).all())
 
 
+def test_rgb_default_groups_fill_the_centre_in_every_channel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ring case as an RGB image (the same pixels in 3 channels, the model
+    on their mean): with the default groups (one mask per pixel) the centre is
+    filled too, in every channel, and the mask stays equal over the channels;
+    without the hole steps the mask is the ring and APE_D is higher."""
+    grey, x, truth = _ring_case()
+    model = RegionModel(grey.weight.detach().expand(3, 16, 16) / 3, scale=10.0, bias=0.5).eval()
+    rgb = x.repeat(1, 3, 1, 1)
+    patch = truth.repeat(1, 3, 1, 1)
+    mask, j = RegularizedAdversarial(model).attribute(
+        rgb, target=1, bounds=(0, 1), return_perturbed=True
+    )
+    assert torch.equal(mask.bool(), patch)
+    assert bool((j[(slice(None), slice(None)) + CENTRE[1:]] < rgb[(slice(None), slice(None)) + CENTRE[1:]]).all())
+    assert bool((torch.softmax(model(j), 1)[:, 1] < 0.5).all())
+    with_holes = ape_d(model, rgb, j, target=1)
+
+    import captum_regadv._phases as phases
+    import captum_regadv._refinement as refinement
+
+    monkeypatch.setattr(phases, "fill_cheap_holes", lambda masks, dims: masks)
+    monkeypatch.setattr(
+        refinement, "fill_holes_if_lower",
+        lambda model, originals, masks, perturbed, bounds, **kw: (
+            masks, perturbed, torch.zeros(originals[0].shape[0], dtype=torch.long), kw["known"]
+        ),
+    )
+    ring_mask, ring_j = RegularizedAdversarial(model).attribute(
+        rgb, target=1, bounds=(0, 1), return_perturbed=True
+    )
+    ring = patch.clone()
+    ring[(slice(None), slice(None)) + CENTRE[1:]] = False
+    assert torch.equal(ring_mask.bool(), ring)
+    # 3 elements more, 12 boundary pairs less, over 3 x 256 elements
+    assert bool((ape_d(model, rgb, ring_j, target=1) - with_holes > 2.5 / 256).all())
+
+
+def test_a_callers_feature_mask_gets_no_hole_steps() -> None:
+    """A caller's ``feature_mask`` (here one group per pixel, the same ids as
+    the default) keeps its groups as given: no hole is filled, the mask is
+    the ring."""
+    grey, x, truth = _ring_case()
+    model = RegionModel(grey.weight.detach().expand(3, 16, 16) / 3, scale=10.0, bias=0.5).eval()
+    rgb = x.repeat(1, 3, 1, 1)
+    ids = torch.arange(256).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    mask = RegularizedAdversarial(model).attribute(rgb, target=1, bounds=(0, 1), feature_mask=ids)
+    ring = truth.repeat(1, 3, 1, 1)
+    ring[(slice(None), slice(None)) + CENTRE[1:]] = False
+    assert torch.equal(mask.bool(), ring)
+
+
 def test_a_fill_that_restores_the_class_is_not_kept() -> None:
     """Class-1 logit 10 (30 centre - sum_ring x - 6): the evidence is a dark
     ring around a bright centre, destroyed by brightening the ring to 1
