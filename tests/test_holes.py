@@ -36,78 +36,55 @@ def _ring_case(centre_weight: float = 0.0) -> tuple[RegionModel, torch.Tensor, t
     return model, x, truth
 
 
-def test_a_centre_no_step_moves_is_filled_and_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+def _without_hole_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turn off phase 1's hole fill and the end fill (the masks pass unchanged)."""
+    import captum_regadv._phases as phases
+    import captum_regadv._refinement as refinement
+
+    monkeypatch.setattr(phases, "fill_cheap_holes", lambda masks, dims: masks)
+    monkeypatch.setattr(
+        refinement, "fill_holes_if_lower",
+        lambda model, originals, masks, perturbed, bounds, **kw: (
+            masks, perturbed, torch.zeros(originals[0].shape[0], dtype=torch.long), kw["known"]
+        ),
+    )
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_centre_no_step_moves_is_filled_and_changed(
+    monkeypatch: pytest.MonkeyPatch, channels: int
+) -> None:
     """The 8-pixel ring destroys the class; its centre, untouched by every
     optimiser step, is a hole of 4 boundary pairs: filled (9 pixels, TV 12
-    instead of 8 pixels, TV 16), J there darkened like its neighbours."""
-    model, x, truth = _ring_case()
+    instead of 8 pixels, TV 16), J there darkened like its neighbours.
+    With 3 channels (the same pixels in each, the model on their mean) the
+    default groups (one mask per pixel) fill the centre in every channel.
+    Without the hole steps the mask is the ring and APE_D is higher."""
+    grey, x, truth = _ring_case()
+    weight = grey.weight.detach().expand(channels, 16, 16) / channels
+    model = RegionModel(weight, scale=10.0, bias=0.5).eval()
+    x, truth = x.repeat(1, channels, 1, 1), truth.repeat(1, channels, 1, 1)
+    centre = (slice(None), slice(None)) + CENTRE[1:]
     mask, j = RegularizedAdversarial(model).attribute(
         x, target=1, bounds=(0, 1), return_perturbed=True
     )
     assert torch.equal(mask.bool(), truth)
-    assert bool((j[(slice(None), 0) + CENTRE[1:]] < x[(slice(None), 0) + CENTRE[1:]]).all())
+    assert bool((j[centre] < x[centre]).all())
     assert torch.equal(j != x, truth)  # the mask is the change
     assert bool((torch.softmax(model(j), 1)[:, 1] < 0.5).all())
     with_holes = ape_d(model, x, j, target=1)
 
-    import captum_regadv._phases as phases
-    import captum_regadv._refinement as refinement
-
-    monkeypatch.setattr(phases, "fill_cheap_holes", lambda masks, dims: masks)
-    monkeypatch.setattr(
-        refinement, "fill_holes_if_lower",
-        lambda model, originals, masks, perturbed, bounds, **kw: (
-            masks, perturbed, torch.zeros(originals[0].shape[0], dtype=torch.long), kw["known"]
-        ),
-    )
+    _without_hole_steps(monkeypatch)
     ring_mask, ring_j = RegularizedAdversarial(model).attribute(
         x, target=1, bounds=(0, 1), return_perturbed=True
     )
     ring = truth.clone()
-    ring[(slice(None), 0) + CENTRE[1:]] = False
+    ring[centre] = False
     assert torch.equal(ring_mask.bool(), ring)  # without the step: the ring
-    # 1 pixel more, 4 boundary pairs less: 3 / 256 lower, the class score aside
+    # 1 pixel (C elements) more, 4 boundary pairs (4 C) less over C x 256
+    # elements: 3 / 256 lower, the class score aside
     without = ape_d(model, x, ring_j, target=1)
     assert bool((without - with_holes > 2.5 / 256).all())
-
-
-def test_rgb_default_groups_fill_the_centre_in_every_channel(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The ring case as an RGB image (the same pixels in 3 channels, the model
-    on their mean): with the default groups (one mask per pixel) the centre is
-    filled too, in every channel, and the mask stays equal over the channels;
-    without the hole steps the mask is the ring and APE_D is higher."""
-    grey, x, truth = _ring_case()
-    model = RegionModel(grey.weight.detach().expand(3, 16, 16) / 3, scale=10.0, bias=0.5).eval()
-    rgb = x.repeat(1, 3, 1, 1)
-    patch = truth.repeat(1, 3, 1, 1)
-    mask, j = RegularizedAdversarial(model).attribute(
-        rgb, target=1, bounds=(0, 1), return_perturbed=True
-    )
-    assert torch.equal(mask.bool(), patch)
-    assert bool((j[(slice(None), slice(None)) + CENTRE[1:]] < rgb[(slice(None), slice(None)) + CENTRE[1:]]).all())
-    assert bool((torch.softmax(model(j), 1)[:, 1] < 0.5).all())
-    with_holes = ape_d(model, rgb, j, target=1)
-
-    import captum_regadv._phases as phases
-    import captum_regadv._refinement as refinement
-
-    monkeypatch.setattr(phases, "fill_cheap_holes", lambda masks, dims: masks)
-    monkeypatch.setattr(
-        refinement, "fill_holes_if_lower",
-        lambda model, originals, masks, perturbed, bounds, **kw: (
-            masks, perturbed, torch.zeros(originals[0].shape[0], dtype=torch.long), kw["known"]
-        ),
-    )
-    ring_mask, ring_j = RegularizedAdversarial(model).attribute(
-        rgb, target=1, bounds=(0, 1), return_perturbed=True
-    )
-    ring = patch.clone()
-    ring[(slice(None), slice(None)) + CENTRE[1:]] = False
-    assert torch.equal(ring_mask.bool(), ring)
-    # 3 elements more, 12 boundary pairs less, over 3 x 256 elements
-    assert bool((ape_d(model, rgb, ring_j, target=1) - with_holes > 2.5 / 256).all())
 
 
 def test_a_callers_feature_mask_gets_no_hole_steps() -> None:
