@@ -90,7 +90,7 @@ class ScoredModel:
 
     def output(self, inputs: tuple[Tensor, ...], rows: Tensor) -> Tensor:
         args = select_examples(self.additional_args, rows, self.batch_size)
-        out = self.forward_func(*inputs, *args)
+        out = call_model(self.forward_func, inputs, args)
         if not isinstance(out, Tensor):
             raise TypeError(not_a_tensor(out))
         return out.unsqueeze(1) if out.dim() == 1 else out
@@ -102,6 +102,23 @@ class ScoredModel:
     def log_odds_of(self, output: Tensor, rows: Tensor) -> Tensor:
         """Log-odds of ``M_i`` (raw value for identity): ``(len(rows),)``."""
         return class_log_odds(output, self.target_index[rows], self.score)
+
+
+def call_model(
+    forward_func: Callable[..., Any], inputs: tuple[Tensor, ...], args: tuple[Any, ...]
+) -> Any:
+    """``forward_func(*inputs, *args)``; a batch norm in training mode that
+    cannot run on this few examples gets an error that says what to do."""
+    try:
+        return forward_func(*inputs, *args)
+    except ValueError as error:
+        if "more than 1 value per channel when training" not in str(error):
+            raise
+        raise ValueError(
+            f"the model is in training mode and one of its batch norm layers cannot run "
+            f"on {inputs[0].shape[0]} example(s) at a time ({error}); the explanation "
+            "evaluates examples alone or in small groups: call model.eval() first"
+        ) from error
 
 
 def batched_output(
@@ -118,7 +135,7 @@ def batched_output(
         for start in range(0, n, chunk):
             rows = torch.arange(start, min(start + chunk, n), device=inputs[0].device)
             part = tuple(t.detach()[rows] for t in inputs) if chunk < n else inputs
-            out = forward_func(*part, *select_examples(additional_args, rows, n))
+            out = call_model(forward_func, part, select_examples(additional_args, rows, n))
             if not isinstance(out, Tensor):
                 raise TypeError(not_a_tensor(out))
             outputs.append(out.detach().unsqueeze(1) if out.dim() == 1 else out.detach())
@@ -195,7 +212,7 @@ def _check_differentiable(
     rows = torch.arange(min(n, 2), device=inputs[0].device)
     probe = tuple(t.detach()[rows].clone().requires_grad_(True) for t in inputs)
     with torch.enable_grad():
-        out = forward_func(*probe, *select_examples(additional_args, rows, n))
+        out = call_model(forward_func, probe, select_examples(additional_args, rows, n))
         grads = (
             torch.autograd.grad(out.sum(), probe, allow_unused=True)
             if isinstance(out, Tensor) and out.requires_grad

@@ -47,6 +47,10 @@ PRESERVE_TOLERANCE = 0.1
 #: Examples whose scores the warnings list before ``...``.
 SHOWN = 4
 
+#: A failed example whose score moved less than this (the output barely
+#: depends on the input) gets the likely cause named.
+UNMOVED = 1e-3
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -118,10 +122,17 @@ def warn_on_failures(
             "did not destroy the class" if mode == "destroy"
             else f"did not keep the score (within {PRESERVE_TOLERANCE})"
         )
+        unmoved = int(((after[failed] - before[failed]).abs() < UNMOVED).sum())
+        cause = (
+            f" The score did not move on {unmoved} of them: the output barely depends on "
+            "the input there (a saturated last layer, such as a tanh or sigmoid head, or a "
+            "model that ignores the input); explain the logits before such a layer."
+            if mode == "destroy" and unmoved else ""
+        )
         warnings.warn(
             f"{method} {what} for {failed.numel()} of {n} example(s): score before -> "
             f"after {_listed(failed, before, after)}. Their masks are not explanations (an "
-            "empty mask does not mean that nothing explains the class). Try: "
+            "empty mask does not mean that nothing explains the class)." + cause + " Try: "
             + "; ".join(hints) + ".",
             UserWarning,
             stacklevel=stacklevel,

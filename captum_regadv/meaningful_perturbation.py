@@ -322,7 +322,7 @@ class MeaningfulPerturbation(MaskAttribution):
             reference = lifted.lift_like(tuple(reference))
         references = _references(originals, reference, blur_sigma, constant, dims)
         warn_if_training(self.forward_func)
-        with torch.enable_grad(), preserve_buffers(self.forward_func):
+        with torch.enable_grad(), preserve_buffers(self.forward_func, warn=True):
             model, output = ScoredModel.build(
                 lifted.forward(self.forward_func),
                 originals,

@@ -425,7 +425,7 @@ class RegularizedAdversarial(MaskAttribution):
         unit = ValueScale.of(call.bounds, originals)  # lr, epsilon: in these units
         settings, value_bounds = call.settings, unit.encode_bounds(call.bounds)
         working = unit.encode(originals)
-        with torch.enable_grad(), preserve_buffers(self.forward_func):
+        with torch.enable_grad(), preserve_buffers(self.forward_func, warn=True):
             model, output = ScoredModel.build(
                 unit.forward(lifted.forward(self.forward_func)), working,
                 format_additional_args(additional_forward_args), target, score,

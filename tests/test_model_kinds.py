@@ -338,13 +338,16 @@ def batch_norm_model() -> torch.nn.Module:
     ],
     ids=["RA", "MP", "ape_d", "ape_s", "perturb_within_mask", "scan_threshold"],
 )
-def test_batch_norm_in_training_mode_stays_bit_identical(call):
+@pytest.mark.parametrize("closure", [False, True], ids=["module", "lambda"])
+def test_batch_norm_in_training_mode_stays_bit_identical(call, closure):
+    """The model itself, or a function that closes over it (which the
+    package cannot inspect beforehand: its layers are found as they run)."""
     model = batch_norm_model()
     before = copy.deepcopy(model.state_dict())
     x, _ = inputs(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        call(model, x)
+        call((lambda t: model(t)) if closure else model, x)
     assert model.training and all(m.training for m in model.modules())
     after = model.state_dict()
     assert set(after) == set(before)
@@ -353,11 +356,40 @@ def test_batch_norm_in_training_mode_stays_bit_identical(call):
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_training_mode_warning_is_kept():
+@pytest.mark.parametrize("closure", [False, True], ids=["module", "lambda"])
+def test_training_mode_warning_is_kept(closure):
     model = batch_norm_model()
     x, _ = inputs(3)
+    forward = (lambda t: model(t)) if closure else model
+    with pytest.warns(UserWarning, match="training mode") as record:
+        RegularizedAdversarial(forward).attribute(x, target=1, steps=2, phase2_steps=1)
+    assert sum("training mode" in str(w.message) for w in record) == 1
+
+
+class _Wrapper(torch.nn.Module):
+    """A caller's wrapper, created in training mode (as every new module is)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.net(t)
+
+
+def test_a_new_wrapper_around_an_eval_model_gets_no_training_warning():
+    model = batch_norm_model().eval()
+    wrapper = _Wrapper(model)
+    assert wrapper.training and not model.training
+    x, _ = inputs(3)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        RegularizedAdversarial(wrapper).attribute(x, target=1, steps=2, phase2_steps=1)
+    assert not any("training mode" in str(w.message) for w in record)
     with pytest.warns(UserWarning, match="training mode"):
-        RegularizedAdversarial(model).attribute(x, target=1, steps=2, phase2_steps=1)
+        RegularizedAdversarial(_Wrapper(model.train())).attribute(
+            x, target=1, steps=2, phase2_steps=1
+        )
 
 
 def test_cc_hit_rate_with_shared_channel_ground_truth_still_works():
@@ -424,3 +456,47 @@ def test_sensitivity_max_recipes_from_the_method_page():
     sens = sensitivity_max(ra.attribute, x, perturb_func=noise_in_range, bounds=(0.0, 1.0), **kw)
     assert sens.shape == (2,) and bool(torch.isfinite(sens).all())
     assert sensitivity_max(ra.attribute, x, **kw).shape == (2,)  # bounds=None
+
+
+def test_a_training_batch_norm_that_needs_two_examples_gets_a_clear_error():
+    """Global pooling then batch norm in training mode runs on a batch of 2
+    but not on 1 example, which the explanation evaluates on its own: the
+    error says why and what to do, not PyTorch's bare message."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4, 2),
+    ).train()
+    x = torch.rand(2, 1, 8, 8)
+    assert model(x).shape == (2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=r"training mode.*batch norm.*model\.eval\(\)"):
+            RegularizedAdversarial(model).attribute(x[:1], target=1, steps=2, phase2_steps=1)
+
+
+def test_monai_vit_needs_its_logits_and_then_runs_unchanged():
+    """MONAI's ViT returns ``(logits, hidden_states)``: passed as it is, the
+    error names the wrapper to write; through that wrapper the call runs and
+    leaves the network as it was (weights, buffers, mode)."""
+    from monai.networks.nets import ViT
+
+    torch.manual_seed(0)
+    vit = ViT(in_channels=1, img_size=(16, 16), patch_size=(4, 4), hidden_size=16, mlp_dim=32,
+              num_layers=1, num_heads=2, classification=True, num_classes=2, spatial_dims=2,
+              post_activation=None).eval()
+    before = copy.deepcopy(vit.state_dict())
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(TypeError, match=r"model\(x\)\[0\]"):
+        RegularizedAdversarial(vit).attribute(x, target=1, steps=2, phase2_steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mask, j = RegularizedAdversarial(lambda t: vit(t)[0]).attribute(
+            x, target=vit(x)[0].argmax(1), bounds=(0.0, 1.0), steps=4, phase2_steps=2,
+            return_perturbed=True,
+        )
+    assert mask.shape == x.shape and bool(((j >= 0) & (j <= 1)).all())
+    assert torch.equal(j[mask == 0], x[mask == 0])
+    assert not vit.training
+    for name, value in before.items():
+        assert torch.equal(vit.state_dict()[name], value), name

@@ -306,3 +306,20 @@ def test_cli_counts_not_destroyed_and_not_predicted(
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"{summary['not_destroyed']} not destroyed" in last
     assert f"{summary['target_not_predicted']} target not predicted" in last
+
+
+def test_a_score_that_did_not_move_gets_its_likely_cause_named() -> None:
+    """Two failed examples, one whose score did not move at all (a saturated
+    head): the message counts it and names the cause; a failure whose score
+    moved gets no such sentence."""
+    before = torch.tensor([0.88, 0.95])
+    with pytest.warns(UserWarning, match=NOT_DESTROYED) as records:
+        warn_on_failures(before, torch.tensor([0.88, 0.70]), mode="destroy", score="softmax",
+                         method="M", hints=("a hint",), stacklevel=2)
+    (message,) = _ours(list(records), NOT_DESTROYED)
+    assert "did not move on 1 of them" in message and "tanh or sigmoid head" in message
+    with pytest.warns(UserWarning, match=NOT_DESTROYED) as records:
+        warn_on_failures(before, torch.tensor([0.80, 0.70]), mode="destroy", score="softmax",
+                         method="M", hints=("a hint",), stacklevel=2)
+    (message,) = _ours(list(records), NOT_DESTROYED)
+    assert "did not move" not in message

@@ -161,3 +161,17 @@ def test_region_required_and_training_flag_follows_the_model() -> None:
     assert not wrapped.training and not seg.training
     with pytest.raises(ValueError, match="pixel_score"):
         SegmentationScore(seg, pixel_score="relu")  # type: ignore[arg-type]
+
+
+def test_a_per_example_region_in_the_constructor_names_the_fix_on_another_batch() -> None:
+    """Per-example regions given once only fit a batch of their own size; on
+    a subset (as explainers evaluate) the error says to pass them per call."""
+    seg = LocalMeanSegmenter()
+    region = torch.zeros(2, 8, 8, dtype=torch.bool)
+    region[:, 2:5, 2:5] = True
+    wrapped = SegmentationScore(seg, region)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert wrapped(x[:2]).shape == (2, 2)
+    with pytest.raises(ValueError, match=r"additional_forward_args=\(region,\)"):
+        wrapped(x[:1])
+    torch.testing.assert_close(SegmentationScore(seg)(x[:1], region[:1]), wrapped(x[:2])[:1])
