@@ -49,6 +49,8 @@ def check_inputs(
     n = None
     for k, t in enumerate(inputs):
         label = name if len(inputs) == 1 else f"{name}[{k}]"
+        if t.layout != torch.strided:
+            raise TypeError(f"{label} must be a dense tensor, got layout {t.layout} (call .to_dense())")
         if not t.is_floating_point():
             raise TypeError(f"{label} must be a floating-point tensor, got {t.dtype}")
         if t.dim() < min_dim:
@@ -269,8 +271,27 @@ def resolve_bounds(bounds: Bounds, inputs: tuple[Tensor, ...]) -> tuple[tuple[Te
         if bool((low > high).any()):
             raise ValueError(f"{label}: lower bound exceeds upper bound")
         if bool(((t < low) | (t > high)).any()):
-            raise ValueError(f"inputs lie outside {label}; widen the bounds or clip the inputs")
+            raise ValueError(
+                f"inputs lie outside {label}; widen the bounds or clip the inputs (inside "
+                "NoiseTunnel, whose noise leaves any fixed range, pass bounds=None: each "
+                "noisy example's own min and max)"
+            )
         out.append((low, high))
+    room = torch.stack([
+        (high - low).expand_as(t).flatten(1).amax(1) > 0 for t, (low, high) in zip(inputs, out)
+    ]).any(0)
+    if not bool(room.all()):
+        stuck = torch.nonzero(~room).flatten()
+        message = (
+            f"bounds leave no room to change {stuck.numel()} of {room.numel()} example(s) "
+            f"{stuck[:4].tolist()}{' ...' if stuck.numel() > 4 else ''}: their lower and "
+            "upper bounds are equal everywhere (bounds=None takes each example's own min "
+            "and max, which are equal for a constant example or a (N,) batch of scalars); "
+            "pass bounds=(low, high)"
+        )
+        if not bool(room.any()):
+            raise ValueError(message)
+        warnings.warn(message, UserWarning, stacklevel=4)
     return tuple(out)
 
 
@@ -330,12 +351,11 @@ def preserve_buffers(forward_func: Callable[..., Any], *, warn: bool = False) ->
     A module in training mode (batch norm) updates its running statistics
     on every forward call; the caller's model must come back unchanged. The
     model's own modules (a ``torch.nn.Module`` or a bound method of one) are
-    saved on entry; modules reached in other ways (a function that closes over
-    a model, ``lambda x: model(x)[0]``) are found by a forward pre-hook of
-    this thread and saved before their first forward.
+    saved on entry; the modules a function reaches (one that closes over a
+    model, ``lambda x: model(x)[0]``) are found by a forward pre-hook of this
+    thread and saved before their first forward.
     """
     module = _module_of(forward_func)
-    own = set() if module is None else {id(m) for m in module.modules()}
     saved: dict[int, tuple[Tensor, Tensor]] = {}
     if module is not None and any(m.training for m in module.modules()):
         saved = {id(b): (b, b.detach().clone()) for b in module.buffers()}
@@ -349,15 +369,21 @@ def preserve_buffers(forward_func: Callable[..., Any], *, warn: bool = False) ->
         for buffer in layer.buffers(recurse=False):
             if id(buffer) not in saved:
                 saved[id(buffer)] = (buffer, buffer.detach().clone())
-        if warn and not warned and id(layer) not in own and next(layer.children(), None) is None:
+        if warn and not warned and next(layer.children(), None) is None:
             warned = True
             warnings.warn(TRAINING_MODE_WARNING, UserWarning, stacklevel=2)
 
-    handle = torch.nn.modules.module.register_module_forward_pre_hook(save_before_forward)
+    # a model passed as a module is known whole; only a function needs the hook
+    # (a global hook takes every module call off PyTorch's fast path: ~3% here)
+    handle = (
+        torch.nn.modules.module.register_module_forward_pre_hook(save_before_forward)
+        if module is None else None
+    )
     try:
         yield
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
         with torch.no_grad():
             for buffer, copy in saved.values():
                 buffer.copy_(copy)

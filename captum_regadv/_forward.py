@@ -107,10 +107,12 @@ class ScoredModel:
 def call_model(
     forward_func: Callable[..., Any], inputs: tuple[Tensor, ...], args: tuple[Any, ...]
 ) -> Any:
-    """``forward_func(*inputs, *args)``; a batch norm in training mode that
-    cannot run on this few examples gets an error that says what to do."""
+    """``forward_func(*inputs, *args)`` on copies of ``inputs`` (a model that
+    changes its input in place changes neither the caller's tensors nor the
+    optimised ones; the copy is differentiable); a batch norm in training mode
+    that cannot run on this few examples gets an error that says what to do."""
     try:
-        return forward_func(*inputs, *args)
+        return forward_func(*(t.clone() for t in inputs), *args)
     except ValueError as error:
         if "more than 1 value per channel when training" not in str(error):
             raise

@@ -137,6 +137,18 @@ def warn_on_failures(
             UserWarning,
             stacklevel=stacklevel,
         )
+    if score == "identity" and mode == "destroy":
+        # no threshold on a raw score; a score that did not fall at all is still a failure
+        unchanged = torch.nonzero(after >= before).flatten()
+        if unchanged.numel():
+            warnings.warn(
+                f"{method} did not lower the raw score (score='identity') for "
+                f"{unchanged.numel()} of {n} example(s): score before -> after "
+                f"{_listed(unchanged, before, after)}. Their masks are not explanations. "
+                "Try: " + "; ".join(hints) + ".",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
     unpredicted = torch.nonzero(outcome.not_predicted.cpu()).flatten()
     if unpredicted.numel():
         warnings.warn(

@@ -143,6 +143,12 @@ def explain_once(
         perturbed, phase2_history = phase2.best, phase2.history
         phase2_steps, phase2_evaluations = phase2.steps_run, phase2.evaluations
     history["phase 2"] = phase2_history
+    if s.mode == "preserve":
+        # what phase 2 left within epsilon of I counts as kept: exactly I again
+        # (else a J that moves every element a little keeps nothing)
+        near, _ = support(originals, perturbed, s.groups, s.gamma, s.epsilon)
+        masks = tuple(m | (t < 0) for m, t in zip(masks, near))
+        perturbed = tuple(torch.where(m, o, j) for m, o, j in zip(masks, originals, perturbed))
     steps_run = steps_run + phase2_steps
     forward_passes = forward_passes + phase2_evaluations
     scores: Optional[Tensor] = None  # M(J)_i where the refinement scored its J

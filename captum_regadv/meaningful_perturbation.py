@@ -314,6 +314,12 @@ class MeaningfulPerturbation(MaskAttribution):
                         f"mask_scale > 1 supports at most 3 spatial dimensions (N x C x D x H "
                         f"x W); inputs[{k}] has shape {tuple(t.shape)}"
                     )
+                if t.dim() > 2 and all(s <= mask_scale for s in t.shape[2:]):
+                    raise ValueError(
+                        f"mask_scale {mask_scale} leaves one mask element for inputs[{k}] of "
+                        f"spatial size {tuple(t.shape[2:])}: nothing to localise; use a "
+                        "smaller mask_scale"
+                    )
         dims = resolve_tv_dims(tv_dims, inputs_tuple)
         originals = tuple(t.detach() for t in inputs_tuple)
         if isinstance(reference, Tensor) and len(originals) == 1:

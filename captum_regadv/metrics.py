@@ -210,6 +210,12 @@ def ape_s(
 
     The arguments are those of :func:`ape_d`. The sparsity term counts the
     elements left unchanged (the region kept to preserve the decision).
+    :math:`B` is exact, as in the paper: a change of any size counts, so a
+    ``J`` that moves every element by an invisible amount (``x + 1e-6``)
+    keeps nothing and scores 0 for any model. Compare preserving
+    explanations only where their ``J`` are exactly ``I`` on the kept
+    region (``RegularizedAdversarial(mode="preserve")`` resets to ``I`` what
+    phase 2 left within ``epsilon`` of it).
 
     Example:
         >>> import torch

@@ -66,6 +66,7 @@ from ._boundary import (
     check_number,
     check_optional_int,
     format_additional_args,
+    preserve_buffers,
 )
 from ._forward import ScoredModel
 from .perturbations import gaussian_blur
@@ -202,28 +203,29 @@ def _curve_auc(
         offsets.append(offsets[-1] + o[0].numel())
     flat_in = torch.cat([o.flatten(1) for o in originals], dim=1)
     flat_fill = torch.cat([f.flatten(1) for f in fill], dim=1)
-    model, _ = ScoredModel.build(
-        forward_func, originals, format_additional_args(additional_forward_args), target, score,
-        internal_batch_size,
-    )
-    pairs = n * (steps + 1)
-    chunk = pairs if internal_batch_size is None else internal_batch_size
-    probs = torch.empty(pairs, dtype=dtype, device=device)
-    with torch.no_grad():
-        for start in range(0, pairs, chunk):
-            idx = torch.arange(start, min(start + chunk, pairs), device=device)
-            rows, step = idx // (steps + 1), idx % (steps + 1)
-            changed = rank[rows] < counts[step].unsqueeze(1)
-            if mode == "deletion":
-                flat = torch.where(changed, flat_fill[rows], flat_in[rows])
-            else:
-                flat = torch.where(changed, flat_in[rows], flat_fill[rows])
-            parts = tuple(
-                flat[:, a:b].reshape((-1,) + tuple(o.shape[1:]))
-                for a, b, o in zip(offsets[:-1], offsets[1:], originals)
-            )
-            out = model.output(parts, rows)
-            probs[start : start + idx.numel()] = model.score_of(out, rows).to(dtype)
+    with preserve_buffers(forward_func):
+        model, _ = ScoredModel.build(
+            forward_func, originals, format_additional_args(additional_forward_args), target, score,
+            internal_batch_size,
+        )
+        pairs = n * (steps + 1)
+        chunk = pairs if internal_batch_size is None else internal_batch_size
+        probs = torch.empty(pairs, dtype=dtype, device=device)
+        with torch.no_grad():
+            for start in range(0, pairs, chunk):
+                idx = torch.arange(start, min(start + chunk, pairs), device=device)
+                rows, step = idx // (steps + 1), idx % (steps + 1)
+                changed = rank[rows] < counts[step].unsqueeze(1)
+                if mode == "deletion":
+                    flat = torch.where(changed, flat_fill[rows], flat_in[rows])
+                else:
+                    flat = torch.where(changed, flat_in[rows], flat_fill[rows])
+                parts = tuple(
+                    flat[:, a:b].reshape((-1,) + tuple(o.shape[1:]))
+                    for a, b, o in zip(offsets[:-1], offsets[1:], originals)
+                )
+                out = model.output(parts, rows)
+                probs[start : start + idx.numel()] = model.score_of(out, rows).to(dtype)
     curve = probs.view(n, steps + 1)
     x = counts.to(dtype) / n_elements
     auc = torch.trapezoid(curve, x.expand(n, -1), dim=1) / x[-1]

@@ -398,6 +398,7 @@ class RegularizedAdversarial(MaskAttribution):
         in the width of ``bounds`` rounded to a power of two (1 for ``(0, 1)``,
         256 for ``(0, 255)``: the defaults hold in any units; ``_value_scale``).
         """
+        self.last_diagnostics = None  # a call that raises leaves none behind
         reject_inside_noise_tunnel(return_perturbed, "RegularizedAdversarial")
         is_tuple = not isinstance(inputs, Tensor)
         caller_inputs = as_tuple(inputs)

@@ -77,8 +77,10 @@ def resolve_score(score: Score, output: Tensor) -> Score:
     ``N x C x ...``. ``"auto"`` reads it: rows (along dim 1) that are
     non-negative and sum to 1 within :math:`\max(10^{-4}, 32\,\epsilon)`
     are probabilities when ``C >= 2``; other ``C >= 2`` outputs are logits
-    (softmax); one column is a logit (sigmoid) unless every value lies in
-    :math:`[0, 1]`, where it is taken as a probability with a ``UserWarning``.
+    (softmax), with a ``UserWarning`` when every value lies in :math:`[0, 1]`
+    (per-class sigmoid probabilities need ``score="probability"``); one column
+    is a logit (sigmoid) unless every value lies in :math:`[0, 1]`, where it
+    is taken as a probability with a ``UserWarning``.
 
     Example:
         >>> resolve_score("auto", torch.tensor([[0.2, 0.8]]))
@@ -95,6 +97,16 @@ def resolve_score(score: Score, output: Tensor) -> Score:
         sums = output.sum(dim=1)
         if bool((output >= 0).all()) and bool(((sums - 1).abs() <= tol).all()):
             return "probability"
+        if bool(((output >= 0) & (output <= 1)).all()):
+            warnings.warn(
+                "score='auto': every value of the forward output lies in [0, 1] but its rows "
+                "do not sum to 1, so it is read as logits (softmax over the classes); if "
+                "they are per-class probabilities (a multi-label model with a sigmoid per "
+                "class) pass score='probability', if they are logits pass score='softmax' "
+                "to silence this warning",
+                UserWarning,
+                stacklevel=2,
+            )
         return "softmax"
     if bool(((output >= 0) & (output <= 1)).all()):
         warnings.warn(

@@ -307,3 +307,53 @@ def test_numpy_scalars_are_numbers_and_numpy_targets_are_tensors():
         ape_d(model, x, x, target=np.array([0.5, 1.0]))
     with pytest.raises(ValueError, match="target has 3 entries"):
         ape_d(model, x, x, target=np.array([1, 1, 1]))
+
+
+def test_bounds_that_leave_no_room_are_named():
+    """A batch that cannot change at all raises; a batch with some stuck
+    examples warns about them and goes on. (N,) batches need explicit bounds."""
+    model, calls = counting(region_model())
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"bounds leave no room to change 2 of 2"):
+        RegularizedAdversarial(model).attribute(torch.full_like(x, 0.3), target=1)
+    assert calls == []
+    scalar = torch.nn.Linear(1, 2)
+    with pytest.raises(ValueError, match=r"\(N,\) batch of scalars"):
+        RegularizedAdversarial(scalar).attribute(torch.tensor([0.2, 0.7]), target=1)
+    partly = x.clone()
+    partly[1] = 0.5
+    with pytest.warns(UserWarning, match=r"no room to change 1 of 2 example\(s\) \[1\]"):
+        RegularizedAdversarial(region_model()).attribute(partly, target=1, steps=2,
+                                                         phase2_steps=1)
+
+
+def test_sparse_inputs_are_rejected_naming_them():
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0)).to_sparse()
+    with pytest.raises(TypeError, match=r"inputs must be a dense tensor"):
+        RegularizedAdversarial(region_model()).attribute(x, target=1)
+    with pytest.raises(TypeError, match=r"dense tensor"):
+        ape_d(region_model(), x, x, target=1)
+
+
+def test_a_call_that_raises_leaves_no_diagnostics_of_the_call_before():
+    explainer = RegularizedAdversarial(region_model())
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    explainer.attribute(x, target=1, bounds=(0, 1), steps=2, phase2_steps=1)
+    assert explainer.last_diagnostics is not None
+    with pytest.raises(ValueError, match="target"):
+        explainer.attribute(x, target=7, bounds=(0, 1))
+    assert explainer.last_diagnostics is None
+
+
+def test_a_mask_scale_that_leaves_one_mask_element_is_rejected():
+    x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"mask_scale 16 leaves one mask element"):
+        MeaningfulPerturbation(region_model()).attribute(x, target=1, mask_scale=16)
+    with pytest.raises(ValueError, match=r"mask_scale 8 leaves one mask element"):
+        MeaningfulPerturbation(region_model()).attribute(x, target=1, mask_scale=8)
+
+
+def test_inputs_outside_the_bounds_name_the_noise_tunnel_way_out():
+    x = torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(0)) + 1.0
+    with pytest.raises(ValueError, match=r"outside bounds.*NoiseTunnel.*bounds=None"):
+        RegularizedAdversarial(region_model()).attribute(x, target=1, bounds=(0, 1))

@@ -214,7 +214,37 @@ def test_mixed_gray_and_rgb_give_one_outcome_whatever_the_order(
     other = 3 if model_channels == 1 else 1
     reason = (f"has {other} channel(s) but the model takes {model_channels}; "
               f"use --channels {model_channels} to convert")
-    assert outcomes[0] == outcomes[1] == (1, 1, 1, [reason])
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][:3] == (1, 1, 1) and outcomes[0][3][0].startswith(reason + " (the call failed")
+
+
+class _AnyChannels(torch.nn.Module):
+    """TinyNet on the mean over the channels: takes any number of channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinyNet(channels=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.mean(dim=1, keepdim=True))
+
+
+def test_a_failure_with_another_cause_keeps_it_beside_the_channel_mismatch(
+    tmp_path: Path,
+) -> None:
+    """bounds that the input leaves fail the RGB image too: its reason names
+    the channels and the bounds, not the channels alone."""
+    model = save_scripted(_AnyChannels(), tmp_path / "model.pt")
+    gray_png(tmp_path / "data" / "a.png", 1)
+    rgb_png(tmp_path / "data" / "b.png", 2)
+    out = tmp_path / "out"
+    code = cli.main(["explain", "--model", model, "--out", str(out), str(tmp_path / "data"),
+                     "--bounds", "0.5", "0.6", *FAST])
+    failures = {Path(f["input"]).name: f["reason"] for f in read_summary(out)["failures"]}
+    assert code == 1 and set(failures) == {"a.png", "b.png"}
+    assert "outside bounds" in failures["a.png"]
+    assert failures["b.png"].startswith("has 3 channel(s) but the model takes 1")
+    assert "outside bounds" in failures["b.png"]
 
 
 # --------------------------------------------------------------------------- settings

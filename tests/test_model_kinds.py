@@ -26,6 +26,7 @@ from captum_regadv import (
     perturb_within_mask,
     scan_threshold,
 )
+from captum_regadv.ranking_metrics import deletion_auc, insertion_auc
 from captum_regadv.scores import class_log_odds, class_score, resolve_score
 
 H = 8
@@ -85,11 +86,25 @@ def assert_explains_patch(mask: torch.Tensor, truth: torch.Tensor) -> None:
 
 def test_auto_reads_probabilities_logits_and_one_column():
     assert resolve_score("auto", torch.tensor([[0.25, 0.75], [1.0, 0.0]])) == "probability"
-    assert resolve_score("auto", torch.tensor([[0.3, 0.3], [0.2, 0.8]])) == "softmax"
+    with pytest.warns(UserWarning, match="multi-label"):  # all in [0, 1], rows not summing to 1
+        assert resolve_score("auto", torch.tensor([[0.3, 0.3], [0.2, 0.8]])) == "softmax"
     assert resolve_score("auto", torch.tensor([[-0.5, 1.5]])) == "softmax"
     assert resolve_score("auto", torch.tensor([[2.0], [-3.0]])) == "sigmoid"
     for explicit in ("softmax", "probability", "sigmoid", "identity"):
         assert resolve_score(explicit, torch.tensor([[0.5, 0.5]])) == explicit
+
+
+def test_auto_warns_on_multi_label_probabilities_and_not_on_logits():
+    """Sigmoid probabilities per class (rows not summing to 1) are read as
+    logits, with a warning naming score='probability'; logits outside [0, 1]
+    and softmax probabilities get none."""
+    with pytest.warns(UserWarning, match="score='probability'") as record:
+        assert resolve_score("auto", torch.tensor([[0.995, 0.88, 0.12]])) == "softmax"
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_score("auto", torch.tensor([[2.0, 0.5, -1.0]])) == "softmax"
+        assert resolve_score("auto", torch.tensor([[0.7, 0.2, 0.1]])) == "probability"
 
 
 def test_auto_warns_once_naming_the_option_when_one_column_is_ambiguous():
@@ -335,8 +350,11 @@ def batch_norm_model() -> torch.nn.Module:
             m, x, x, target=1, thresholds=[0.5],
             perturb=lambda i, k: fill_with_reference(i, k, 0.0),
         ),
+        lambda m, x: deletion_auc(m, x, x, target=1, steps=4),
+        lambda m, x: insertion_auc(m, x, x, target=1, steps=4),
     ],
-    ids=["RA", "MP", "ape_d", "ape_s", "perturb_within_mask", "scan_threshold"],
+    ids=["RA", "MP", "ape_d", "ape_s", "perturb_within_mask", "scan_threshold", "deletion_auc",
+         "insertion_auc"],
 )
 @pytest.mark.parametrize("closure", [False, True], ids=["module", "lambda"])
 def test_batch_norm_in_training_mode_stays_bit_identical(call, closure):
@@ -500,3 +518,31 @@ def test_monai_vit_needs_its_logits_and_then_runs_unchanged():
     assert not vit.training
     for name, value in before.items():
         assert torch.equal(vit.state_dict()[name], value), name
+
+
+class _ClampsItsInput(torch.nn.Module):
+    """Clamps its input in place (to [0, 0.5]) before a hand-set linear model."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        v.clamp_(0.0, 0.5)
+        return self.net(v)
+
+
+def test_a_model_that_changes_its_input_in_place_changes_nothing_of_ours():
+    """The caller's tensor keeps its values and the call runs (the model gets
+    copies; gradients flow through them)."""
+    model = _ClampsItsInput(one_logit_model())
+    x, _ = inputs(2)
+    x_before = x.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mask, j = RegularizedAdversarial(model).attribute(
+            x, target=None, bounds=(0.0, 1.0), steps=3, phase2_steps=2, return_perturbed=True
+        )
+        ape_d(model, x, j, target=None)
+    assert torch.equal(x, x_before)
+    assert torch.equal(j[mask == 0], x[mask == 0])

@@ -323,3 +323,17 @@ def test_a_score_that_did_not_move_gets_its_likely_cause_named() -> None:
                          method="M", hints=("a hint",), stacklevel=2)
     (message,) = _ours(list(records), NOT_DESTROYED)
     assert "did not move" not in message
+
+
+def test_a_raw_score_that_did_not_fall_is_warned_about() -> None:
+    """score='identity' has no threshold: only an example whose raw score did
+    not fall at all is reported."""
+    with pytest.warns(UserWarning, match="did not lower the raw score") as records:
+        warn_on_failures(torch.tensor([7.7, 7.7]), torch.tensor([7.7, 2.0]), mode="destroy",
+                         score="identity", method="M", hints=("a hint",), stacklevel=2)
+    (message,) = _ours(list(records), "did not lower the raw score")
+    assert "for 1 of 2 example(s)" in message and "7.700 -> 7.700" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_on_failures(torch.tensor([7.7]), torch.tensor([2.0]), mode="destroy",
+                         score="identity", method="M", hints=("a hint",), stacklevel=2)

@@ -76,7 +76,8 @@ def test_the_model_in_training_mode_stays_so():
     model = RegionModel(torch.ones(1, 4, 4)).train()
     before = snapshot(model)
     with pytest.warns(UserWarning):
-        explain(model, np.full((1, 1, 4, 4), 0.2, np.float32), np.array([1]), steps=3, phase2_steps=0)
+        explain(model, np.linspace(0.1, 0.3, 16, dtype=np.float32).reshape(1, 1, 4, 4),
+                np.array([1]), steps=3, phase2_steps=0)
     assert_unchanged(model, before)
 
 

@@ -11,7 +11,7 @@ import torch
 from captum.attr import NoiseTunnel
 from captum.metrics import sensitivity_max
 
-from captum_regadv import RegularizedAdversarial
+from captum_regadv import RegularizedAdversarial, ape_s
 from conftest import RegionModel, TupleRegionModel, region_weight
 
 FAST = dict(steps=60, phase2_steps=40, sparsity_weight=1.0, tv_weight=1.0, lr=0.005)
@@ -450,3 +450,28 @@ def test_show_progress_draws_one_bar_per_phase_and_changes_nothing(image_case, c
     chunks = -(-x.shape[0] // 2)
     assert "phase 1: 100%" in err and f"{FAST['steps'] * chunks}/{FAST['steps'] * chunks}" in err
     assert "phase 2: 100%" in err
+
+
+def test_preserve_mode_keeps_what_phase_2_left_within_epsilon():
+    """Class 1 depends on two pixels only (logit 10 (x[0, 0] + x[0, 1]) - 5).
+    Phase 1 moves every pixel, and phase 2 brings the two back to within
+    epsilon of I: they are the kept region, exactly I (the mask was empty,
+    and APE_S, whose L0 is exact, scored that 0)."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+        model[1].weight[1, :2] = 10.0
+        model[1].bias[1] = -5.0
+    model.eval()
+    x = torch.full((1, 1, 8, 8), 0.2)
+    x[..., 0, :2] = 0.9
+    mask, j = RegularizedAdversarial(model).attribute(
+        x, target=1, bounds=(0.0, 1.0), mode="preserve", return_perturbed=True
+    )
+    kept = torch.zeros_like(x)
+    kept[..., 0, :2] = 1
+    assert torch.equal(mask, kept)
+    assert torch.equal(j[mask == 1], x[mask == 1]) and bool((j[mask == 0] != x[mask == 0]).all())
+    # 2 kept pixels in the top row: 3 boundary pairs inside the image
+    assert float(ape_s(model, x, j, target=1)) == pytest.approx(2 / 64 + 3 / 64, abs=2e-3)

@@ -176,3 +176,39 @@ def test_frozen_elements_do_not_shrink_the_unit():
     assert ValueScale.of(((low, high),), (x,)).units == (256.0,)
     everything_frozen = ((x.clone(), x.clone()),)
     assert ValueScale.of(everything_frozen, (x,)).units == (1.0,)
+
+
+def _two_pixel_model(dtype: torch.dtype) -> torch.nn.Module:
+    """Class-1 logit 10 (x[0, 0] + x[0, 1]) - 5 on an 8 x 8 image: only those two pixels matter."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+        model[1].weight[1, :2] = 10.0
+        model[1].bias[1] = -5.0
+    return model.eval().to(dtype)
+
+
+def test_half_precision_is_optimised_in_float32_and_returned_in_half():
+    """float16 used to give NaN losses (Adam's eps underflows) and an empty
+    mask: now the mask is the two pixels, as in float32, and the results are
+    float16, J exactly I outside the mask."""
+    x = torch.full((1, 1, 8, 8), 0.2)
+    x[..., 0, :2] = 0.9
+    results = {}
+    for dtype in (torch.float32, torch.float16):
+        explainer = RegularizedAdversarial(_two_pixel_model(dtype))
+        mask, j = explainer.attribute(x.to(dtype), target=1, bounds=(0.0, 1.0),
+                                      return_perturbed=True)
+        assert mask.dtype == j.dtype == dtype
+        assert not bool(torch.isnan(explainer.last_diagnostics.losses[0]["phase 1"]).any())
+        assert bool((explainer.last_diagnostics.score_after < 0.5).all())
+        assert torch.equal(j[mask == 0], x.to(dtype)[mask == 0])
+        results[dtype] = mask
+    expected = torch.zeros(1, 1, 8, 8)
+    expected[..., 0, :2] = 1
+    assert torch.equal(results[torch.float32], expected)
+    assert torch.equal(results[torch.float16].float(), expected)
+    assert ValueScale.of(((torch.zeros(1), torch.ones(1)),), (x.half(),)).model_dtypes == (
+        torch.float16,
+    )

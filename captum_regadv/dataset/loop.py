@@ -43,8 +43,9 @@ def _mismatch(plan: Plan, spatial: int, channels: int) -> Optional[str]:
     """Why the model may not take this input: it differs from the probed one in
     dimensionality or (without ``--channels``) in channels.
 
-    Used as the reason when such an input fails, so that the reason does not
-    depend on which input the probe happened to read first.
+    Leads the reason when such an input fails (so that the reason does not
+    depend on which input the probe happened to read first), followed by the
+    error the call raised, which may have another cause (bounds, ...).
     """
     if spatial != plan.spatial:
         kinds = {2: ("a 2-D image", "2-D images"), 3: ("a 3-D volume", "3-D volumes")}
@@ -101,7 +102,9 @@ def _run_shard(plan: Plan, world: World) -> _Outcome:
             for item, result in zip(batch, explain_robustly(batch, plan)):
                 if isinstance(result, str):
                     shape = item.prepared.tensor.shape
-                    fail(item.path, _mismatch(plan, item.image.spatial, shape[0]) or result)
+                    mismatch = _mismatch(plan, item.image.spatial, shape[0])
+                    fail(item.path, result if mismatch is None
+                         else f"{mismatch} (the call failed with: {result})")
                     continue
                 try:
                     write_item(plan, item, result)
