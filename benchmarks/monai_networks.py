@@ -9,7 +9,9 @@ its default. Printed per network: the class scores before -> after, how many
 examples were destroyed, how many failures were warned about, the mask's
 area and its share inside the blob, median passes (forward+backward /
 forward-only), and whether the model and the inputs came back bit-identical
-(state_dict with batch-norm statistics, training flags, ``requires_grad``).
+(state_dict with batch-norm statistics, training flags, ``requires_grad``);
+``resnet2d_train_lambda`` calls the network in training mode through a
+``lambda`` (warned; its batch-norm statistics must come back unchanged).
 
 Usage::
 
@@ -90,6 +92,8 @@ def cases() -> dict[str, tuple[Callable[[], torch.nn.Module], int, int, int]]:
         "vit2d": (lambda: nets.ViT(in_channels=1, img_size=32, patch_size=4, hidden_size=48,
                   mlp_dim=96, num_layers=2, num_heads=4, classification=True, num_classes=2,
                   spatial_dims=2, post_activation=None), 2, 32, 400),
+        "resnet2d_train_lambda": (lambda: nets.ResNet("basic", [1, 1, 1, 1], [8, 16, 32, 64],
+                                  spatial_dims=2, n_input_channels=1, num_classes=2), 2, 32, 60),
         "densenet3d": (lambda: nets.DenseNet(spatial_dims=3, in_channels=1, out_channels=2,
                        init_features=8, growth_rate=8, block_config=(2, 2)), 3, 24, 40),
         "resnet3d": (lambda: nets.ResNet("basic", [1, 1, 1, 1], [8, 16, 32, 64], spatial_dims=3,
@@ -130,6 +134,9 @@ def run(name: str, n: int) -> str:
     x, truth = x[chosen], truth[chosen]
     if region_case:
         kwargs["additional_forward_args"] = (truth[:, 0] > 0,)
+    if name.endswith("_train_lambda"):  # batch norm in training mode, behind a function
+        net.train()
+        forward = lambda t: net(t)  # noqa: E731
     before, x_before = state(net), x.clone()
     explainer = RegularizedAdversarial(forward)
     start = time.perf_counter()
