@@ -65,7 +65,11 @@ class ScoredModel:
                 "the explanation needs gradients of the forward function, but it was "
                 "called under torch.inference_mode(); call it outside (torch.no_grad() is fine)"
             )
-        output = batched_output(forward_func, inputs, additional_args, max_examples_per_batch)
+        output, writes = _batched_output(
+            forward_func, inputs, additional_args, max_examples_per_batch
+        )
+        if writes:  # it would change the caller's tensors and the optimised ones
+            forward_func = on_copies(forward_func, len(inputs))
         check_output(output, n)
         index = resolve_target(target, output)
         score = resolve_score(score, output if score_output is None else score_output)
@@ -107,12 +111,19 @@ class ScoredModel:
 def call_model(
     forward_func: Callable[..., Any], inputs: tuple[Tensor, ...], args: tuple[Any, ...]
 ) -> Any:
-    """``forward_func(*inputs, *args)`` on copies of ``inputs`` (a model that
-    changes its input in place changes neither the caller's tensors nor the
-    optimised ones; the copy is differentiable); a batch norm in training mode
-    that cannot run on this few examples gets an error that says what to do."""
+    """``forward_func(*inputs, *args)``; a batch norm in training mode that
+    cannot run on this few examples, or a model that changes an optimised
+    input in place, gets an error that says what to do."""
     try:
-        return forward_func(*(t.clone() for t in inputs), *args)
+        return forward_func(*inputs, *args)
+    except RuntimeError as error:
+        if "leaf Variable that requires grad is being used in an in-place" not in str(error):
+            raise
+        raise ValueError(
+            "the model changes its input in place only where it needs gradients "
+            f"({error}); change a copy in its forward instead (x = x.clamp(...), not "
+            "x.clamp_(...))"
+        ) from error
     except ValueError as error:
         if "more than 1 value per channel when training" not in str(error):
             raise
@@ -130,18 +141,45 @@ def batched_output(
     max_examples_per_batch: int | None = None,
 ) -> Tensor:
     """The forward output on ``inputs`` without gradients, ``max_examples_per_batch`` at a time."""
+    return _batched_output(forward_func, inputs, additional_args, max_examples_per_batch)[0]
+
+
+def _batched_output(
+    forward_func: Callable[..., Any],
+    inputs: tuple[Tensor, ...],
+    additional_args: tuple[Any, ...],
+    max_examples_per_batch: int | None,
+) -> tuple[Tensor, bool]:
+    """:func:`batched_output` on copies of ``inputs``, and whether the model
+    changed any of them (it writes into its input)."""
     n = inputs[0].shape[0]
     chunk = n if max_examples_per_batch is None else max_examples_per_batch
-    outputs = []
+    outputs, changed = [], False
     with torch.no_grad():
         for start in range(0, n, chunk):
             rows = torch.arange(start, min(start + chunk, n), device=inputs[0].device)
-            part = tuple(t.detach()[rows] for t in inputs) if chunk < n else inputs
+            part = tuple(t.detach()[rows] for t in inputs) if chunk < n else tuple(
+                t.detach().clone() for t in inputs
+            )
             out = call_model(forward_func, part, select_examples(additional_args, rows, n))
             if not isinstance(out, Tensor):
                 raise TypeError(not_a_tensor(out))
+            changed = changed or not all(
+                torch.equal(p, t.detach()[rows] if chunk < n else t.detach())
+                for p, t in zip(part, inputs)
+            )
             outputs.append(out.detach().unsqueeze(1) if out.dim() == 1 else out.detach())
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs)), changed
+
+
+def on_copies(forward_func: Callable[..., Any], count: int) -> Callable[..., Any]:
+    """``forward_func`` given copies of its first ``count`` arguments (for a
+    model that writes into its input; the copies are differentiable)."""
+
+    def forward(*args: Any) -> Any:
+        return forward_func(*(a.clone() for a in args[:count]), *args[count:])
+
+    return forward
 
 
 def not_a_tensor(out: Any) -> str:

@@ -546,3 +546,20 @@ def test_a_model_that_changes_its_input_in_place_changes_nothing_of_ours():
         ape_d(model, x, j, target=None)
     assert torch.equal(x, x_before)
     assert torch.equal(j[mask == 0], x[mask == 0])
+
+
+class _ClampsOnlyWithGradients(_ClampsItsInput):
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        if v.requires_grad:
+            v.clamp_(0.0, 0.5)
+        return self.net(v)
+
+
+def test_a_model_that_writes_into_its_input_only_with_gradients_gets_a_clear_error():
+    """Not seen on the first (gradient-free) pass, so no copies: PyTorch's own
+    error on the optimised tensor becomes one that names the fix."""
+    x, _ = inputs(2)
+    with pytest.raises(ValueError, match=r"changes its input in place.*x\.clamp_"):
+        RegularizedAdversarial(_ClampsOnlyWithGradients(one_logit_model())).attribute(
+            x, target=None, bounds=(0.0, 1.0), steps=3, phase2_steps=2
+        )
