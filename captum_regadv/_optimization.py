@@ -168,6 +168,7 @@ def minimize_per_example(
     progress: Optional[str] = None,
     keep_best: bool = True,
     monitor: Optional[Callable[[Tensor], Tensor]] = None,
+    step_scale: Optional[Callable[[Tensor], Tensor]] = None,
 ) -> OptimizationResult:
     """Minimise ``loss_fn`` for every example of ``init``, projected after each step.
 
@@ -197,6 +198,9 @@ def minimize_per_example(
             rule watches instead of the loss (``None``: the loss itself), for
             a loss whose scale is not the one that matters: phase 2 minimises
             the unbounded log-odds and watches the probability.
+        step_scale: ``rows -> (len(rows),)`` factors (at least 1) that
+            stretch each example's optimiser step before the projection
+            (``None``: the optimiser's steps as they are).
     """
     n = init[0].shape[0]
     device = init[0].device
@@ -245,9 +249,17 @@ def minimize_per_example(
             assert grads is not None
             for p, g in zip(params, grads):
                 p.grad = g
+            scale = None if step_scale is None else step_scale(rows)
+            stretch = scale is not None and bool((scale > 1).any())
+            before = tuple(p.detach().clone() for p in params) if stretch else ()
             opt.step()
             opt.zero_grad(set_to_none=True)
             with torch.no_grad():
+                if stretch:
+                    assert scale is not None
+                    for p, b in zip(params, before):
+                        factor = scale.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1))
+                        p.copy_(b + factor * (p - b))
                 project(params, rows)
             steps_run[rows] += 1
             bar.update(1)

@@ -30,6 +30,16 @@ regularisers would leave classified gets a larger classification weight
 within the same run, and only as large as it needs; an example destroyed
 before ``warmup`` never sees :math:`\lambda_n \ne 1`.
 
+**Longer steps for a class that survives** (:meth:`Phase1Loss.step_scale`).
+Phase 1 moves an element by at most ``lr`` per step; a model that needs
+larger changes than ``steps * lr`` to give up the class (a ViT on a bright
+blob) keeps it whatever :math:`\lambda_n` says. After the class has
+survived :data:`STRETCH_AFTER` steps of dual ascent
+(:math:`\lambda_n \ge` ``dual_step`` :math:`^{10}`) the example's steps are
+stretched by :math:`\min(4, 2^{(k - 10) / 6})`, :math:`k = \log\lambda_n /
+\log` ``dual_step``: doubled every 6 more surviving steps, at most 4 times;
+they shrink back as :math:`\lambda_n` falls once the class is gone.
+
 **What the model sees** (``view_from``, destroy mode). The mask keeps the
 elements with :math:`|I - J| \ge \varepsilon`, and phase 2 resets every other
 element to :math:`I`; but the changes below :math:`\varepsilon`, spread over
@@ -138,6 +148,11 @@ def support(
     change = groups.mean(tuple((o - j).abs() for o, j in zip(originals, perturbed)))
     per_group = torch.tanh(0.5 * gamma * (change - epsilon))
     return groups.expand(per_group, originals), per_group
+
+
+#: Steps of dual ascent the class survives before phase 1's steps stretch,
+#: how many more double them, and the largest stretch.
+STRETCH_AFTER, STRETCH_DOUBLING, STRETCH_MAX = 10, 6, 4.0
 
 
 class Phase1Loss:
@@ -267,6 +282,15 @@ class Phase1Loss:
             ).sum(0)
         mean = groups.mean(change)
         return (groups.sizes(mean.shape[0], mean.dtype) * torch.log1p(mean / self.epsilon)).sum(1)
+
+    def step_scale(self, rows: Tensor) -> Tensor:
+        """The factor of the examples ``rows``'s next steps (see the module)."""
+        if self.dual_step == 1.0:
+            return torch.ones_like(self.multiplier[rows])
+        surviving = torch.log(self.multiplier[rows]) / math.log(self.dual_step)
+        return torch.clamp(
+            2.0 ** ((surviving - STRETCH_AFTER) / STRETCH_DOUBLING), 1.0, STRETCH_MAX
+        )
 
     def _update(self, cls: Tensor, rows: Tensor) -> None:
         alive = cls >= self._alive_at

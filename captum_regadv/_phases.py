@@ -105,7 +105,8 @@ def explain_once(
         start = originals if s.mode == "destroy" else _preserve_start(originals, bounds, s.epsilon)
     bar = (lambda name: f"{name}{label}") if s.show_progress else (lambda name: None)
     phase1 = minimize_per_example(
-        start, phase1_loss, project, s.phase1, progress=bar("phase 1"), keep_best=False
+        start, phase1_loss, project, s.phase1, progress=bar("phase 1"), keep_best=False,
+        step_scale=phase1_loss.step_scale,
     )
     history = {"phase 1": phase1.history}
     sup, _ = support(originals, phase1.best, s.groups, s.gamma, s.epsilon)

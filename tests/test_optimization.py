@@ -144,3 +144,25 @@ def test_resolve_optimizer_defaults_to_short_memory_adam_and_rejects_non_callabl
     assert resolve_optimizer(torch.optim.SGD) is torch.optim.SGD
     with pytest.raises(TypeError, match="optimizer"):
         resolve_optimizer("adam")
+
+
+def test_step_scale_stretches_each_examples_step_before_the_projection():
+    """SGD with lr 1 on -sum(p) moves every element by +1 per step; a scale
+    of 1 for row 0 and 3 for row 1 gives 2 and 6 after two steps, and the
+    projection (clamp at 5) sees the stretched step."""
+    init = (torch.zeros(2, 3, dtype=torch.float64),)
+    seen: list[list[int]] = []
+
+    def scale(rows):
+        seen.append(rows.tolist())
+        return torch.tensor([1.0, 3.0], dtype=torch.float64)[rows]
+
+    def clamp(params, rows):
+        params[0].clamp_(max=5.0)
+
+    result = minimize_per_example(
+        init, lambda params, rows: -params[0].sum(1), clamp,
+        LoopSettings(torch.optim.SGD, lr=1.0, steps=2), keep_best=False, step_scale=scale,
+    )
+    assert result.best[0].tolist() == [[2.0] * 3, [5.0] * 3]
+    assert seen == [[0, 1], [0, 1]]

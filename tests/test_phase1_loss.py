@@ -222,3 +222,19 @@ def test_absence_evidence_gives_a_small_mask_inside_the_dark_region_brightened()
     per_example = inside.flatten(1).sum(1)
     assert bool(((per_example >= 1) & (per_example <= 4)).all())  # a few of its 25 pixels
     assert bool(((j - x)[inside] > 0.3).all())  # brightened: something added
+
+
+def test_steps_stretch_only_after_the_class_survived_ten_steps_of_dual_ascent() -> None:
+    """k = log(lambda) / log(1.25) surviving steps: factor 1 up to k = 10, then
+    doubling every 6 steps, at most 4; without dual ascent always 1."""
+    model = RegionModel(region_weight((1, 2, 2), (slice(None), slice(0, 1), slice(0, 1))))
+    x = torch.full((5, 1, 2, 2), 0.9)
+    loss = _loss(model, x)
+    loss.multiplier = torch.tensor([1.0, 1.25**10, 1.25**16, 1.25**22, 1.25**40])
+    torch.testing.assert_close(
+        loss.step_scale(torch.arange(5)), torch.tensor([1.0, 1.0, 2.0, 4.0, 4.0])
+    )
+    torch.testing.assert_close(loss.step_scale(torch.tensor([2])), torch.tensor([2.0]))
+    frozen = _loss(model, x, dual_step=1.0)
+    frozen.multiplier = torch.full((5,), 1.25**40)
+    assert frozen.step_scale(torch.arange(5)).tolist() == [1.0] * 5
