@@ -77,3 +77,15 @@ def adam_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, tuple[float, 
 
     monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
     return made
+
+
+def two_pixel_model() -> torch.nn.Module:
+    """Class-1 logit 10 (x[0, 0] + x[0, 1]) - 5 on an 8 x 8 image (class-0
+    logit 0): only those two pixels matter."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.zero_()
+        model[1].weight[1, :2] = 10.0
+        model[1].bias[1] = -5.0
+    return model.eval()

@@ -12,7 +12,7 @@ from captum.attr import NoiseTunnel
 from captum.metrics import sensitivity_max
 
 from captum_regadv import RegularizedAdversarial, ape_s
-from conftest import RegionModel, TupleRegionModel, region_weight
+from conftest import RegionModel, TupleRegionModel, region_weight, two_pixel_model
 
 FAST = dict(steps=60, phase2_steps=40, sparsity_weight=1.0, tv_weight=1.0, lr=0.005)
 
@@ -457,13 +457,7 @@ def test_preserve_mode_keeps_what_phase_2_left_within_epsilon():
     Phase 1 moves every pixel, and phase 2 brings the two back to within
     epsilon of I: they are the kept region, exactly I (the mask was empty,
     and APE_S, whose L0 is exact, scored that 0)."""
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
-    with torch.no_grad():
-        model[1].weight.zero_()
-        model[1].bias.zero_()
-        model[1].weight[1, :2] = 10.0
-        model[1].bias[1] = -5.0
-    model.eval()
+    model = two_pixel_model()
     x = torch.full((1, 1, 8, 8), 0.2)
     x[..., 0, :2] = 0.9
     mask, j = RegularizedAdversarial(model).attribute(

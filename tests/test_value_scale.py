@@ -8,7 +8,7 @@ import torch
 from captum_regadv import RegularizedAdversarial, perturb_within_mask
 from captum_regadv._value_scale import ValueScale
 
-from conftest import RegionModel
+from conftest import RegionModel, two_pixel_model
 
 FAST = dict(steps=60, phase2_steps=40, sparsity_weight=1.0, tv_weight=1.0)
 
@@ -178,17 +178,6 @@ def test_frozen_elements_do_not_shrink_the_unit():
     assert ValueScale.of(everything_frozen, (x,)).units == (1.0,)
 
 
-def _two_pixel_model(dtype: torch.dtype) -> torch.nn.Module:
-    """Class-1 logit 10 (x[0, 0] + x[0, 1]) - 5 on an 8 x 8 image: only those two pixels matter."""
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
-    with torch.no_grad():
-        model[1].weight.zero_()
-        model[1].bias.zero_()
-        model[1].weight[1, :2] = 10.0
-        model[1].bias[1] = -5.0
-    return model.eval().to(dtype)
-
-
 def test_half_precision_is_optimised_in_float32_and_returned_in_half():
     """float16 used to give NaN losses (Adam's eps underflows) and an empty
     mask: now the mask is the two pixels, as in float32, and the results are
@@ -197,7 +186,7 @@ def test_half_precision_is_optimised_in_float32_and_returned_in_half():
     x[..., 0, :2] = 0.9
     results = {}
     for dtype in (torch.float32, torch.float16):
-        explainer = RegularizedAdversarial(_two_pixel_model(dtype))
+        explainer = RegularizedAdversarial(two_pixel_model().to(dtype))
         mask, j = explainer.attribute(x.to(dtype), target=1, bounds=(0.0, 1.0),
                                       return_perturbed=True)
         assert mask.dtype == j.dtype == dtype
