@@ -35,10 +35,10 @@ from ._boundary import (
     format_additional_args,
     check_step_size,
     loop_settings,
-    preserve_buffers,
     resolve_bounds,
     resolve_tv_dims,
 )
+from ._model_state import preserve_buffers
 from ._forward import ScoredModel
 from ._objectives import OBJECTIVES, Objective
 from ._optimization import OptimizerClass

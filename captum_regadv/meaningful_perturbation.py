@@ -57,11 +57,10 @@ from ._boundary import (
     check_step_size,
     format_additional_args,
     loop_settings,
-    preserve_buffers,
     reject_inside_noise_tunnel,
     resolve_tv_dims,
-    warn_if_training,
 )
+from ._model_state import preserve_buffers, warn_if_training
 from ._captum import MaskAttribution, log_usage
 from ._forward import ScoredModel
 from ._groups import FeatureMask, resolve_groups

@@ -36,9 +36,9 @@ from ._boundary import (
     check_number,
     check_optional_int,
     format_additional_args,
-    preserve_buffers,
     resolve_tv_dims,
 )
+from ._model_state import preserve_buffers
 from ._forward import ScoredModel, batched_output, check_output
 from ._shapes import lift_scalars
 from .perturbations import binarize, total_variation

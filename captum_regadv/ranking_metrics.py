@@ -66,8 +66,8 @@ from ._boundary import (
     check_number,
     check_optional_int,
     format_additional_args,
-    preserve_buffers,
 )
+from ._model_state import preserve_buffers
 from ._forward import ScoredModel
 from .perturbations import gaussian_blur
 from .scores import Score, TargetType, check_score

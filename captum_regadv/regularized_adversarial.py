@@ -48,10 +48,9 @@ from ._boundary import (
     as_tuple,
     check_inputs,
     format_additional_args,
-    preserve_buffers,
     reject_inside_noise_tunnel,
-    warn_if_training,
 )
+from ._model_state import preserve_buffers, warn_if_training
 from ._captum import MaskAttribution, log_usage
 from ._forward import ScoredModel
 from ._groups import FeatureMask
