@@ -201,3 +201,27 @@ def test_half_precision_is_optimised_in_float32_and_returned_in_half():
     assert ValueScale.of(((torch.zeros(1), torch.ones(1)),), (x.half(),)).model_dtypes == (
         torch.float16,
     )
+
+
+class _MeanPatch(torch.nn.Module):
+    """Class-1 logit 40 * mean(top-left 2 x 2) - 10: the patch must fall below 0.25."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = 40 * x[:, 0, :2, :2].mean((1, 2)) - 10
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+@pytest.mark.parametrize("bounds", [None, (0.2, 0.9), (0.2, 0.91), (0.19, 0.9), (0.0, 1.0)])
+def test_a_bounds_width_that_halves_the_unit_still_destroys_the_class(bounds):
+    """Width 0.70 rounds the unit to 1/2 (halved steps), 0.71 to 1: the patch
+    (0.9, to be brought below 0.25) needs more than the 60 halved steps of
+    phase 1 give. It used to stay at 0.94 with bounds=None or (0.2, 0.9);
+    the longer steps of a surviving class now destroy it at every width."""
+    x = torch.full((1, 1, 8, 8), 0.2)
+    x[..., :2, :2] = 0.9
+    explainer = RegularizedAdversarial(_MeanPatch())
+    mask = explainer.attribute(x, target=1, bounds=bounds)
+    expected = torch.zeros_like(x)
+    expected[..., :2, :2] = 1
+    assert torch.equal(mask, expected)
+    assert float(explainer.last_diagnostics.score_after[0]) < 0.5
