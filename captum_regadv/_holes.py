@@ -46,8 +46,15 @@ from torch import Tensor
 
 from ._components import Known, change_size, score_masks
 from ._forward import ScoredModel
+from ._groups import Groups
 
-__all__ = ["changed_positions", "fill_cheap_holes", "fill_holes_if_lower"]
+__all__ = ["changed_positions", "fill_cheap_holes", "fill_holes_if_lower", "hole_steps_apply"]
+
+
+def hole_steps_apply(groups: Optional[Groups]) -> bool:
+    """Element-wise, or the default groups (channels of a position); not a
+    caller's ``feature_mask``, whose groups need not be positions."""
+    return groups is None or groups.channels is not None
 
 
 def changed_positions(

@@ -250,13 +250,13 @@ def minimize_per_example(
             for p, g in zip(params, grads):
                 p.grad = g
             scale = None if step_scale is None else step_scale(rows)
-            stretch = scale is not None and bool((scale > 1).any())
-            before = tuple(p.detach().clone() for p in params) if stretch else ()
+            if scale is not None and not bool((scale > 1).any()):
+                scale = None  # no example stretched: the optimiser's step as it is
+            before = () if scale is None else tuple(p.detach().clone() for p in params)
             opt.step()
             opt.zero_grad(set_to_none=True)
             with torch.no_grad():
-                if stretch:
-                    assert scale is not None
+                if scale is not None:
                     for p, b in zip(params, before):
                         factor = scale.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1))
                         p.copy_(b + factor * (p - b))

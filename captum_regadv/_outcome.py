@@ -18,8 +18,8 @@ every call both methods check, per example, with :math:`s_0 = M(I)_i` and
 
 Each condition gives at most one ``UserWarning`` per call, with the count,
 the first scores and what to try. Scores that are not probabilities
-(``score="identity"``) have no threshold and are not checked; NaN scores
-count as neither.
+(``score="identity"``) have no threshold: only a score that did not fall at
+all is reported (destroy mode); NaN scores count as neither.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def warn_on_failures(
     Args:
         before, after: :math:`M(I)_i` and :math:`M(J)_i` ``(N,)``.
         mode: ``"destroy"`` or ``"preserve"``.
-        score: the resolved score transform (``"identity"`` is not checked).
+        score: the resolved score transform (``"identity"``: only a score that
+            did not fall is reported).
         method: the class name, for the messages.
         hints: the options to try, in the method's own names.
         stacklevel: passed to :func:`warnings.warn` (the caller's line).
@@ -116,12 +117,17 @@ def warn_on_failures(
     outcome = judge(before, after, mode=mode, score=score)
     before, after = before.detach().flatten().cpu(), after.detach().flatten().cpu()
     n = before.numel()
-    failed = torch.nonzero(outcome.failed.cpu()).flatten()
-    if failed.numel():
+    if score == "identity" and mode == "destroy":
+        # no threshold on a raw score; one that did not fall at all is still a failure
+        failed = torch.nonzero(after >= before).flatten()
+        what = "did not lower the raw score (score='identity')"
+    else:
+        failed = torch.nonzero(outcome.failed.cpu()).flatten()
         what = (
             "did not destroy the class" if mode == "destroy"
             else f"did not keep the score (within {PRESERVE_TOLERANCE})"
         )
+    if failed.numel():
         unmoved = int(((after[failed] - before[failed]).abs() < UNMOVED).sum())
         cause = (
             f" The score did not move on {unmoved} of them: the output barely depends on "
@@ -137,18 +143,6 @@ def warn_on_failures(
             UserWarning,
             stacklevel=stacklevel,
         )
-    if score == "identity" and mode == "destroy":
-        # no threshold on a raw score; a score that did not fall at all is still a failure
-        unchanged = torch.nonzero(after >= before).flatten()
-        if unchanged.numel():
-            warnings.warn(
-                f"{method} did not lower the raw score (score='identity') for "
-                f"{unchanged.numel()} of {n} example(s): score before -> after "
-                f"{_listed(unchanged, before, after)}. Their masks are not explanations. "
-                "Try: " + "; ".join(hints) + ".",
-                UserWarning,
-                stacklevel=stacklevel,
-            )
     unpredicted = torch.nonzero(outcome.not_predicted.cpu()).flatten()
     if unpredicted.numel():
         warnings.warn(

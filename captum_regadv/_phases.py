@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ._forward import ScoredModel
 from ._groups import Groups
-from ._holes import fill_cheap_holes
+from ._holes import fill_cheap_holes, hole_steps_apply
 from ._objectives import Mode, Objective, project_into, reference_value
 from ._optimization import LoopSettings, minimize_per_example
 from ._phase1_loss import Phase1Loss, support
@@ -111,7 +111,7 @@ def explain_once(
     history = {"phase 1": phase1.history}
     sup, _ = support(originals, phase1.best, s.groups, s.gamma, s.epsilon)
     masks = tuple((t >= 0) if s.mode == "destroy" else (t < 0) for t in sup)
-    if s.mode == "destroy" and (s.groups is None or s.groups.channels is not None):
+    if s.mode == "destroy" and hole_steps_apply(s.groups):
         masks = fill_cheap_holes(masks, s.dims)  # what the classifier left unpushed
     steps_run = phase1.steps_run
     forward_passes = phase1.evaluations.clone()

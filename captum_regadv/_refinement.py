@@ -73,7 +73,7 @@ from ._candidates import TopCandidates, rank_units, unit_to_elements
 from ._components import Known, prune_components
 from ._forward import ScoredModel
 from ._groups import Groups
-from ._holes import changed_positions, fill_holes_if_lower
+from ._holes import changed_positions, fill_holes_if_lower, hole_steps_apply
 from ._objectives import Objective
 from ._optimization import LoopSettings
 from ._need import desaturated_need, need_ranking
@@ -162,7 +162,7 @@ def refine(
             known=known,
         )
         forwards += spent
-    if rounds and (groups is None or groups.channels is not None):
+    if rounds and hole_steps_apply(groups):
         channels = None if groups is None else groups.channels
         # the mask is the change: elements no step moved (phase 1's filled holes) leave it
         moved = changed_positions(perturbed, originals, channels)

@@ -101,7 +101,7 @@ class ValueScale:
         except for subnormal working values)."""
         return tuple(
             p if u == 1.0 and d is None else torch.where(
-                p == e, o, torch.minimum(torch.maximum((p * u).to(o.dtype), lo), hi)
+                p == e, o, torch.minimum(torch.maximum(_in_caller_units(p, u, o.dtype), lo), hi)
             )
             for p, e, o, (lo, hi), u, d in zip(
                 perturbed, encoded, originals, bounds, self.units, self._dtypes()
@@ -125,8 +125,7 @@ class ValueScale:
 
         def in_caller_units(*args: Any) -> Any:
             values = tuple(
-                (a if u == 1.0 else a * u) if d is None else (a if u == 1.0 else a * u).to(d)
-                for a, u, d in zip(args[:count], units, dtypes)
+                _in_caller_units(a, u, d) for a, u, d in zip(args[:count], units, dtypes)
             )
             return forward_func(*values, *args[count:])
 
@@ -134,7 +133,14 @@ class ValueScale:
 
 
 def _working(t: Tensor, model_dtype: Optional[torch.dtype]) -> Tensor:
+    """Working values in ``float32`` where the caller's dtype is another (``float16``)."""
     return t if model_dtype is None else t.float()
+
+
+def _in_caller_units(z: Tensor, unit: float, dtype: Optional[torch.dtype]) -> Tensor:
+    """The caller's values ``u z`` of working values ``z``, in ``dtype`` if given."""
+    value = z if unit == 1.0 else z * unit
+    return value if dtype is None else value.to(dtype)
 
 
 def _unit(low: Tensor, high: Tensor) -> float:

@@ -132,7 +132,7 @@ class SegmentationScore(torch.nn.Module):
         submodules (as for any module); the flag is always the model's."""
 
     def forward(self, inputs: Tensor, region: Optional[Tensor] = None) -> Tensor:
-        given_here = region
+        from_constructor = region is None
         region = self.region if region is None else region
         if region is None:
             raise ValueError(
@@ -152,14 +152,14 @@ class SegmentationScore(torch.nn.Module):
             weights = weights.unsqueeze(0)
         if weights.dim() == len(spatial) + 2 and weights.shape[1] == 1:
             weights = weights.squeeze(1)  # N x 1 x H x W
-        if given_here is None and tuple(weights.shape[1:]) == spatial and weights.shape[0] not in (1, n):
-            raise ValueError(
-                f"the region given to SegmentationScore has one entry per example "
-                f"({weights.shape[0]}) but this call has {n} examples: explainers "
-                "evaluate subsets of a batch, so give per-example regions with every "
-                "call instead: SegmentationScore(model) and additional_forward_args=(region,)"
-            )
         if tuple(weights.shape[1:]) != spatial or weights.shape[0] not in (1, n):
+            if from_constructor and tuple(weights.shape[1:]) == spatial:
+                raise ValueError(
+                    f"the region given to SegmentationScore has one entry per example "
+                    f"({weights.shape[0]}) but this call has {n} examples: explainers "
+                    "evaluate subsets of a batch, so give per-example regions with every "
+                    "call instead: SegmentationScore(model) and additional_forward_args=(region,)"
+                )
             raise ValueError(
                 f"region of shape {tuple(region.shape)} does not match the model's output "
                 f"{tuple(logits.shape)}: expected {spatial}, (1, *{spatial}) or ({n}, *{spatial})"

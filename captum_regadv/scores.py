@@ -92,12 +92,13 @@ def resolve_score(score: Score, output: Tensor) -> Score:
     """
     if score != "auto":
         return score
+    in_unit_range = bool(((output >= 0) & (output <= 1)).all())
     if output.shape[1] >= 2:
         tol = max(1e-4, 32 * torch.finfo(output.dtype).eps)
         sums = output.sum(dim=1)
         if bool((output >= 0).all()) and bool(((sums - 1).abs() <= tol).all()):
             return "probability"
-        if bool(((output >= 0) & (output <= 1)).all()):
+        if in_unit_range:
             warnings.warn(
                 "score='auto': every value of the forward output lies in [0, 1] but its rows "
                 "do not sum to 1, so it is read as logits (softmax over the classes); if "
@@ -108,7 +109,7 @@ def resolve_score(score: Score, output: Tensor) -> Score:
                 stacklevel=2,
             )
         return "softmax"
-    if bool(((output >= 0) & (output <= 1)).all()):
+    if in_unit_range:
         warnings.warn(
             "score='auto': the forward output has one column and every value lies in "
             "[0, 1], so it is read as a probability p (M = p, optimised through "
